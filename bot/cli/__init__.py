@@ -1,0 +1,1 @@
+"""The `research-bot` command line: one module per command group, registered in `main.py`."""

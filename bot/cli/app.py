@@ -1,0 +1,39 @@
+"""The Typer application and the options every command shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from bot.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="research-bot",
+    help="Telegram bot and RAG assistant over ML research channels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data folder (database, indexes, caches) [env: RESEARCH_BOT_DATA_DIR]"),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text")]
+
+# Bundled sample corpus: the five channel pages, next to the packages in a source checkout.
+SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "samples" / "corpus"
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    return load_settings(data_dir)
+
+
+def print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, ensure_ascii=False, default=str))

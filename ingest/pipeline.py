@@ -1,0 +1,129 @@
+"""Ingest orchestration: expand locations, read, detect the format, parse, store; one source at a time.
+
+Each source is one transaction in the store. A source whose bytes are unchanged since its last
+ingest is not parsed again (the store remembers its digest), which is what makes re-ingest fast.
+Errors in one source are reported as one line and the other sources still ingest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.registry import RawSource, detect
+from rag.errors import IngestError
+from rag.store.db import IngestSummary, Store
+
+URL = re.compile(r"^https?://", re.I)
+# Files that are never sources: hidden files, editor backups, media of exports.
+IGNORED_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".mp4", ".mov", ".ogg", ".css", ".js", ".ico"}
+
+
+@dataclass
+class IngestReport:
+    summary: IngestSummary = field(default_factory=lambda: IngestSummary(changed_post_ids=[]))
+    errors: list[str] = field(default_factory=list)
+    sources: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def expand(locations: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Files inside folders (recursively, sorted), URLs as is; returns (sources, errors)."""
+    found: list[str] = []
+    errors: list[str] = []
+    for location in locations:
+        if URL.match(location):
+            found.append(location)
+            continue
+        path = Path(location)
+        if path.is_dir():
+            files = [
+                p for p in sorted(path.rglob("*"))
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and p.suffix.lower() not in IGNORED_SUFFIXES
+            ]
+            if not files:
+                errors.append(f"{location}: folder has no files to ingest")
+            found.extend(str(p) for p in files)
+        elif path.is_file():
+            found.append(str(path))
+        else:
+            errors.append(f"{location}: no such file or folder")
+    return found, errors
+
+
+def _ingest_file(store: Store, location: str, channel_hint: str | None, force: bool) -> IngestSummary:
+    path = Path(location)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IngestError(f"{location}: cannot read ({exc.strerror})") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    known = store.get_source(str(path.resolve()))
+    if known and known.content_hash == digest and not force and known.channel_hint == channel_hint:
+        unchanged = store.count_source_posts(str(path.resolve()))
+        store.touch_source(known.location, known.format, channel_hint, digest, known.last_summary or "")
+        return IngestSummary(unchanged=unchanged, changed_post_ids=[])
+    raw = RawSource(location=str(path.resolve()), data=data, channel_hint=channel_hint, path=path)
+    parser = detect(raw)
+    batch = parser.parse(raw)
+    return store.ingest_batch(batch, channel_hint=channel_hint, digest=digest)
+
+
+def _ingest_url(store: Store, url: str, channel_hint: str | None) -> IngestSummary:
+    from ingest.live import fetch_channel
+
+    username = channel_hint or url.rstrip("/").split("/")[-1].split("?")[0]
+    batch = fetch_channel(url, known_ids=store.known_message_ids(username))
+    return store.ingest_batch(batch, channel_hint=channel_hint, digest=None)
+
+
+def ingest_locations(
+    store: Store,
+    locations: Iterable[str],
+    *,
+    channel_hint: str | None = None,
+    force: bool = False,
+    on_source: Callable[[str, IngestSummary | None, str | None], None] | None = None,
+) -> IngestReport:
+    """Ingest every location; `on_source(location, summary, error)` is called after each one."""
+    report = IngestReport()
+    sources, errors = expand(locations)
+    report.errors.extend(errors)
+    for location in sources:
+        try:
+            if URL.match(location):
+                summary = _ingest_url(store, location, channel_hint)
+            else:
+                summary = _ingest_file(store, location, channel_hint, force)
+        except IngestError as exc:
+            report.errors.append(str(exc))
+            report.summary.skipped += 1
+            if on_source:
+                on_source(location, None, str(exc))
+            continue
+        report.sources += 1
+        report.summary.add(summary)
+        if on_source:
+            on_source(location, summary, None)
+    return report
+
+
+def reingest_all(store: Store, **kwargs) -> IngestReport:
+    """Re-run every source the store remembers (`ingest --all`, the bot's /reingest)."""
+    sources = store.list_sources()
+    if not sources:
+        raise IngestError("no sources ingested yet: run research-bot ingest PATH first")
+    report = IngestReport()
+    for info in sources:
+        one = ingest_locations(store, [info.location], channel_hint=info.channel_hint, **kwargs)
+        report.summary.add(one.summary)
+        report.errors.extend(one.errors)
+        report.sources += one.sources
+    return report

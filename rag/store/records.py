@@ -1,0 +1,98 @@
+"""Plain records that parsers produce and the store consumes (the ingest → store contract)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def normalize_text(text: str) -> str:
+    """Normalization used for content hashes: NFC, collapsed whitespace, case-folded."""
+    text = unicodedata.normalize("NFC", text)
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class PostRecord:
+    """One channel post as a parser found it. `channel` is the Telegram username when known."""
+
+    channel: str
+    text: str
+    message_id: int | None = None
+    date: datetime | None = None
+    edited: datetime | None = None
+    author: str | None = None
+    channel_title: str | None = None
+    # Telegram text entities: [{"type": "text_link", "offset": 0, "length": 4, "url": ...}, ...]
+    # offsets in UTF-16 code units, as the Bot API and exports give them.
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    forwarded_from: str | None = None
+    reply_to: int | None = None
+    views: int | None = None
+    reactions: dict[str, int] = field(default_factory=dict)
+    media: list[dict[str, Any]] = field(default_factory=list)
+    # `PaperRecord.key`s of papers this post mentions (the batch carries their stubs).
+    paper_keys: list[str] = field(default_factory=list)
+
+    @property
+    def permalink(self) -> str | None:
+        if self.message_id is None or not self.channel or self.channel.startswith("_"):
+            return None
+        return f"https://t.me/{self.channel}/{self.message_id}"
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.text)
+
+    @property
+    def key(self) -> str:
+        """Upsert key inside a channel: the message id when known, else the content hash."""
+        return f"id:{self.message_id}" if self.message_id is not None else f"hash:{self.content_hash}"
+
+
+@dataclass
+class PaperRecord:
+    """A paper: from a PDF or text file, or a stub for an arXiv id / DOI found in a post."""
+
+    title: str | None = None
+    authors: list[str] = field(default_factory=list)
+    arxiv_id: str | None = None
+    doi: str | None = None
+    url: str | None = None
+    abstract: str | None = None
+    full_text: str | None = None
+    source_file: str | None = None
+
+    @property
+    def key(self) -> str:
+        if self.arxiv_id:
+            return f"arxiv:{self.arxiv_id}"
+        if self.doi:
+            return f"doi:{self.doi.lower()}"
+        return f"hash:{content_hash((self.title or '') + (self.full_text or self.abstract or ''))}"
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(
+            "\n".join([self.title or "", ", ".join(self.authors), self.abstract or "", self.full_text or ""])
+        )
+
+
+@dataclass
+class SourceBatch:
+    """Everything one source produced: the unit of one ingest transaction."""
+
+    location: str
+    format: str
+    posts: list[PostRecord] = field(default_factory=list)
+    papers: list[PaperRecord] = field(default_factory=list)
+    skipped: int = 0  # records the parser saw but could not use (service messages, empty posts)
