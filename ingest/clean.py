@@ -10,14 +10,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from ingest.refs import find_paper_refs
 from rag.store.dedupe import is_near_duplicate, shingles
 from rag.store.records import PostRecord, SourceBatch
 
-# Reaction counters as pages render them: "👍7🔥1", "❤2👍1😎1 1", "🔥9👍2 2🤯1".
-REACTIONS = re.compile(r"^(?:[^\w\s\d.,:;!?()\[\]\"'«»—-]{1,8}\s?\d+(?:\.\d+)?[KkMm]?\s?)+(?:\s\d+)*$")
+# Reaction counters as pages render them: "👍7🔥1", "❤2👍1😎1 1", "3🔥15" (custom emoji lost).
+_COUNT = re.compile(r"\d+(?:\.\d+)?[KkMm]?")
 _REACTION_ITEM = re.compile(r"([^\w\s\d]{1,8}?)\s?(\d+(?:\.\d+)?[KkMm]?)")
+_EMOJI_GLUE = {"Mn", "Me", "Cf", "Sk"}  # variation selectors, keycaps, ZWJ, skin tones
 DATE_TIME = re.compile(r"^(Deleted)?(\d{2})\.(\d{2})\.(\d{4})\s?(\d{2}):(\d{2})$")
 
 JUNK_EXACT = {
@@ -33,7 +35,7 @@ JUNK_EXACT = {
     "Download Telegram",
     "VIEW IN TELEGRAM",
     "View In Telegram",
-    "Forwarded from",
+    "Log in to unlock more functionality.",
 }
 JUNK_PATTERNS = [
     re.compile(r"^Shown \d+ - \d+ of \d+$"),
@@ -47,8 +49,13 @@ JUNK_PATTERNS = [
 
 
 def is_reactions(line: str) -> bool:
+    """Only counts and emoji (at least one pictograph and one number), no words, short."""
     line = line.strip()
-    return bool(line) and bool(REACTIONS.match(line)) and any(ch.isdigit() for ch in line)
+    if not line or len(line) > 80 or not _COUNT.search(line):
+        return False
+    rest = _COUNT.sub("", line).replace(" ", "")
+    categories = [unicodedata.category(ch) for ch in rest]
+    return "So" in categories and all(c == "So" or c in _EMOJI_GLUE for c in categories)
 
 
 def parse_reactions(line: str) -> dict[str, int]:
