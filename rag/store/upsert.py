@@ -224,10 +224,10 @@ def upsert_batch(s: Session, batch: SourceBatch, *, source_id: int | None, chann
                 if key in paper_ids:
                     links.add((post_id, paper_ids[key]))
     if links:
-        known = set(
-            s.execute(select(PostPaper.post_id, PostPaper.paper_id).where(
-                PostPaper.post_id.in_({p for p, _ in links}))).tuples()
+        rows = s.execute(
+            select(PostPaper.post_id, PostPaper.paper_id).where(PostPaper.post_id.in_({p for p, _ in links}))
         )
+        known = {(row.post_id, row.paper_id) for row in rows}
         fresh = [{"post_id": p, "paper_id": q} for p, q in links - known]
         if fresh:
             s.execute(insert(PostPaper), fresh)
