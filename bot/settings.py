@@ -50,6 +50,18 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("TELEGRAM_CHANNELS")
     )
 
+    # --- Telegram bot behaviour (issue 7) --------------------------------------------------------
+    rate_limit_messages: int = Field(
+        6, ge=1, description="Messages one user may send per rate-limit window before a 'wait N s' reply"
+    )
+    rate_limit_window_s: float = Field(30.0, gt=0, description="Rate-limit window in seconds")
+    max_question_chars: int = Field(1500, ge=10, description="Longest question the bot accepts")
+    stream_edit_interval_s: float = Field(
+        1.0, ge=0.1, description="Least time between streaming edits of one answer (Telegram allows ~1/s)"
+    )
+    max_concurrent_answers: int = Field(4, ge=1, description="Answers generated at once across all chats")
+    webhook_listen: str = Field("0.0.0.0:8080", description="host:port the --webhook server listens on")
+
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:

@@ -17,6 +17,7 @@ from bot.cli.app import app, err_console
 # The command modules; each one is a feature's commands. Add a module here to add commands.
 COMMAND_MODULES = [
     "bot.cli.ingest_cmds",
+    "bot.cli.bot_cmds",
 ]
 
 

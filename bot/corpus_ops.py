@@ -1,0 +1,106 @@
+"""Corpus operations the bot triggers: ingest files, re-ingest, live channel posts, index sync.
+
+Wraps the ingest pipeline and the RAG service's `sync`/`reindex` behind async methods that run
+the blocking work in a thread, so the event loop keeps serving other chats. One re-ingest (or
+reindex) at a time: `busy` tells a second caller that one is running. Knows nothing of Telegram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.bot_api import FORMAT as LIVE_FORMAT
+from ingest.bot_api import message_batch
+from ingest.pipeline import IngestReport, ingest_locations
+from rag.errors import IngestError
+from rag.store.db import IngestSummary, Store
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]  # (done, total, location)
+
+
+@dataclass
+class CorpusOps:
+    store: Store
+    rag: Any = None  # RagService or None when retrieval is not available
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _live_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def _sync_index(self) -> None:
+        if self.rag is not None:
+            self.rag.sync()
+
+    async def ingest_files(self, paths: list[Path], channel_hint: str | None = None) -> IngestReport:
+        async with self._lock:
+
+            def work() -> IngestReport:
+                report = ingest_locations(self.store, [str(p) for p in paths], channel_hint=channel_hint)
+                if report.sources:
+                    self._sync_index()
+                return report
+
+            return await asyncio.to_thread(work)
+
+    def file_sources(self) -> list[str]:
+        """Sources that can be read again (live channel posts have no file behind them)."""
+        return [s.location for s in self.store.list_sources() if s.format != LIVE_FORMAT]
+
+    async def reingest(self, progress: Progress | None = None) -> IngestReport:
+        """Re-run every file source; `progress` is called on the event loop after each source."""
+        if self._lock.locked():
+            raise RuntimeError("a re-ingest is already running")
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            infos = [s for s in await asyncio.to_thread(self.store.list_sources) if s.format != LIVE_FORMAT]
+            if not infos:
+                raise IngestError("no sources ingested yet: send a result.json export or a PDF first")
+
+            def work() -> IngestReport:
+                report = IngestReport()
+                for done, info in enumerate(infos, start=1):
+                    one = ingest_locations(self.store, [info.location], channel_hint=info.channel_hint)
+                    report.summary.add(one.summary)
+                    report.errors.extend(one.errors)
+                    report.sources += one.sources
+                    if progress is not None:
+                        loop.call_soon_threadsafe(progress, done, len(infos), info.location)
+                self._sync_index()
+                return report
+
+            return await asyncio.to_thread(work)
+
+    async def reindex(self) -> None:
+        if self._lock.locked():
+            raise RuntimeError("a re-ingest is already running")
+        async with self._lock:
+            if self.rag is not None:
+                await asyncio.to_thread(self.rag.reindex)
+
+    async def ingest_live(self, message: Any) -> IngestSummary:
+        """Store and index one channel post at once (live posts are serialized among themselves)."""
+        batch = message_batch(message)
+        channel = batch.posts[0].channel if batch.posts else None
+        async with self._live_lock:
+
+            def work() -> IngestSummary:
+                summary = self.store.ingest_batch(batch, channel_hint=channel or None, digest=None)
+                if summary.new or summary.updated:
+                    self._sync_index()
+                return summary
+
+            return await asyncio.to_thread(work)
+
+    async def stats(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.store.stats)
+
+    async def sources(self) -> list[Any]:
+        return await asyncio.to_thread(self.store.list_sources)

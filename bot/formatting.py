@@ -1,0 +1,205 @@
+"""Telegram HTML: escaping, rendering answers and their sources, splitting below the message limit.
+
+Telegram's HTML mode accepts a small tag set and requires `<`, `>`, `&` escaped in text. Model
+output is never trusted as HTML: it is escaped whole, and only our own tags are added. Long texts
+are split below 4,096 characters at paragraph boundaries (then lines, sentences, words); a split
+inside a tag closes the open tags at the end of the part and reopens them in the next one, so
+every part is valid HTML on its own.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from bot.texts import t
+
+TELEGRAM_LIMIT = 4096
+# A citation marker in model text: [1], [2, 3], [1][2].
+CITATION = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
+_TOKEN = re.compile(r"(<[^>]*>)|(&#?\w+;)|([^<&]+)|([<&])")
+_PIECE = re.compile(r"[^\s]*\s*|\s+")
+_SENTENCE_END = re.compile(r"[.!?…][)\]»\"']*\s+$")
+_TAG_NAME = re.compile(r"</?\s*([a-zA-Z][\w-]*)")
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def attr(value: str) -> str:
+    return html.escape(value, quote=True)
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def link(url: str | None, label: str) -> str:
+    return f'<a href="{attr(url)}">{escape(label)}</a>' if url else escape(label)
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def source_label(citation: Any) -> str:
+    """'@channel/123 · 2025-04-28' for posts, the title for papers, else the URL."""
+    title = _get(citation, "title")
+    url = _get(citation, "url")
+    channel = _get(citation, "channel")
+    date = _get(citation, "date")
+    date_text = str(date)[:10] if date else ""
+    if title:
+        label = str(title)
+    elif channel and url and "t.me/" in url:
+        label = f"@{channel}/{url.rstrip('/').rsplit('/', 1)[-1]}"
+    elif channel:
+        label = f"@{channel}"
+    else:
+        label = url or "?"
+    return f"{label} · {date_text}" if date_text else label
+
+
+def render_answer(answer: Any, lang: str) -> str:
+    """The final answer message as Telegram HTML: text with linked [n] markers, then the sources."""
+    citations = list(_get(answer, "citations", []) or [])
+    urls = {int(_get(c, "n")): _get(c, "url") for c in citations if _get(c, "n") is not None}
+    body = escape(str(_get(answer, "answer", "") or "").strip())
+
+    def _link_markers(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(1))]
+        return "".join(link(urls.get(n), f"[{n}]") if urls.get(n) else f"[{n}]" for n in numbers)
+
+    body = CITATION.sub(_link_markers, body)
+    lines = []
+    if _get(answer, "abstained"):
+        lines.append(f"<i>{escape(t(lang, 'abstained'))}</i>")
+    if body:
+        lines.append(body)
+    notice = _get(answer, "notice")
+    if notice:
+        lines.append(f"<i>{escape(str(notice))}</i>")
+    elif _get(answer, "mode") == "extractive" and not _get(answer, "abstained"):
+        lines.append(f"<i>{escape(t(lang, 'extractive_note'))}</i>")
+    if citations:
+        items = [f"{_get(c, 'n')}. {link(_get(c, 'url'), source_label(c))}" for c in citations]
+        lines.append(f"<b>{escape(t(lang, 'sources_title'))}</b>\n" + "\n".join(items))
+    return "\n\n".join(lines)
+
+
+def render_quotes(citations: list[Any], lang: str) -> str:
+    """The "Sources" button's expansion: each source with its quote in a blockquote."""
+    if not citations:
+        return escape(t(lang, "no_quotes"))
+    blocks = []
+    for c in citations:
+        quote = str(_get(c, "quote", "") or "").strip()
+        head = f"{_get(c, 'n')}. {link(_get(c, 'url'), source_label(c))}"
+        blocks.append(f"{head}\n<blockquote>{escape(quote)}</blockquote>" if quote else head)
+    return "\n\n".join(blocks)
+
+
+# --- splitting --------------------------------------------------------------------------------
+def _pieces(source: str) -> list[tuple[str, str | None, int]]:
+    """(text, tag name or None, break priority after it): tags and entities are atomic."""
+    out: list[tuple[str, str | None, int]] = []
+    for tag, entity, text, stray in _TOKEN.findall(source):
+        if tag:
+            name = _TAG_NAME.match(tag)
+            out.append((tag, name.group(1).lower() if name else None, -1))
+        elif entity or stray:
+            out.append((entity or escape(stray), None, -1))
+        else:
+            for piece in _PIECE.findall(text):
+                if not piece:
+                    continue
+                if "\n\n" in piece:
+                    priority = 3
+                elif "\n" in piece:
+                    priority = 2
+                elif _SENTENCE_END.search(piece):
+                    priority = 1
+                elif piece[-1].isspace():
+                    priority = 0
+                else:
+                    priority = -1
+                out.append((piece, None, priority))
+    return out
+
+
+def _hard_split(pieces: list[tuple[str, str | None, int]], size: int) -> list[tuple[str, str | None, int]]:
+    """Cut words longer than `size` (a pasted hash or URL) into fixed slices."""
+    out = []
+    for text, name, priority in pieces:
+        if name is None and len(text) > size and not text.startswith("&"):
+            chunks = [text[i : i + size] for i in range(0, len(text), size)]
+            out.extend((c, None, -1) for c in chunks[:-1])
+            out.append((chunks[-1], None, priority))
+        else:
+            out.append((text, name, priority))
+    return out
+
+
+def _closing(stack: list[tuple[str, str]]) -> str:
+    return "".join(f"</{name}>" for name, _ in reversed(stack))
+
+
+def split_html(source: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
+    """Split Telegram HTML into parts of at most `limit` UTF-16 units, each well-formed.
+
+    Greedy: fill a part, then cut at the best boundary seen so far (paragraph > line >
+    sentence > word > anywhere), preferring the latest boundary of the best kind.
+    """
+    source = source.strip()
+    if utf16_len(source) <= limit:
+        return [source] if source else []
+    pieces = _hard_split(_pieces(source), max(16, limit // 4))
+    parts: list[str] = []
+    stack: list[tuple[str, str]] = []  # open tags: (name, the opening tag as written)
+    start = 0
+    while start < len(pieces):
+        prefix = "".join(tag for _, tag in stack)
+        cur_stack = list(stack)
+        body = prefix
+        length = utf16_len(prefix)
+        best: tuple[int, int, list[tuple[str, str]], str] | None = None  # (priority, index, stack, body)
+        index = start
+        while index < len(pieces):
+            text, name, priority = pieces[index]
+            new_stack = cur_stack
+            if name is not None:
+                if text.startswith("</"):
+                    if cur_stack and cur_stack[-1][0] == name:
+                        new_stack = cur_stack[:-1]
+                elif not text.endswith("/>"):
+                    new_stack = [*cur_stack, (name, text)]
+            piece_len = utf16_len(text)
+            if length + piece_len + utf16_len(_closing(new_stack)) > limit and index > start:
+                break
+            body += text
+            length += piece_len
+            cur_stack = new_stack
+            # A boundary in the first third of a part would leave a stub: count it as a word break.
+            effective = priority if length >= limit // 3 else min(priority, 0)
+            if best is None or effective >= best[0]:
+                best = (effective, index, cur_stack, body)
+            index += 1
+        if index >= len(pieces):
+            best = (99, len(pieces) - 1, cur_stack, body)
+        assert best is not None
+        _, last, stack, body = best
+        part = (body.rstrip() + _closing(stack)).strip() if stack else body.strip()
+        if re.sub(r"<[^>]*>", "", part).strip():
+            parts.append(part)
+        start = last + 1
+    return parts
+
+
+def plain_preview(text: str, limit: int = TELEGRAM_LIMIT - 96) -> str:
+    """Streaming preview text (no parse mode): the tail is cut with an ellipsis past the limit."""
+    text = text.strip()
+    return text if utf16_len(text) <= limit else text[: limit - 1].rstrip() + "…"

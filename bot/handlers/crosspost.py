@@ -1,0 +1,175 @@
+"""Converting posts for other networks: `/crosspost LINK|TEXT`, `/crosspost` as a reply, a forwarded
+channel post, or the "Convert post" button under an answer.
+
+The reply is one preview message per network at a time: an inline keyboard switches the network,
+re-translates, or sends the thread as separate plain messages ready to copy. Counts and limits
+are shown as the crosspost service measured them (each network's own counter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from bot.formatting import escape, split_html, utf16_len
+from bot.handlers.common import lang
+from bot.texts import t
+from bot.ui import ConvertCb, UiState, XpostCb
+
+router = Router(name="crosspost")
+NETWORK_NAMES = {
+    "x": "X",
+    "bluesky": "Bluesky",
+    "mastodon": "Mastodon",
+    "threads": "Threads",
+    "linkedin": "LinkedIn",
+    "markdown": "Markdown",
+}
+PREVIEW_BUDGET = 3900  # leave room under 4,096 for the "more parts" line
+
+
+def _as_json(result: Any) -> dict[str, Any]:
+    return result if isinstance(result, dict) else result.to_json()
+
+
+def render_preview(result: dict[str, Any], network: str, language: str) -> str:
+    target = result["targets"][network]
+    parts = target.get("parts", [])
+    limit = parts[0].get("limit") if parts else "?"
+    mark = t(language, "translated_mark" if target.get("translated") else "not_translated_mark")
+    header = f"<b>{escape(t(language, 'crosspost_header', network=NETWORK_NAMES.get(network, network), count=len(parts), limit=limit, translated=mark))}</b>"
+    blocks = [header]
+    used = utf16_len(header)
+    for index, part in enumerate(parts, start=1):
+        block = (
+            f"<i>{index}/{len(parts)} · {part.get('length')}/{part.get('limit')}</i>\n"
+            f"<blockquote>{escape(str(part.get('text', '')))}</blockquote>"
+        )
+        if used + utf16_len(block) > PREVIEW_BUDGET:
+            blocks.append(f"<i>… +{len(parts) - index + 1} → 🧵</i>")
+            break
+        blocks.append(block)
+        used += utf16_len(block) + 2
+    return "\n\n".join(blocks)
+
+
+def preview_keyboard(
+    result: dict[str, Any], key: int, network: str, ui: UiState, language: str
+) -> InlineKeyboardMarkup:
+    def button(text: str, action: str, net: str) -> InlineKeyboardButton:
+        return InlineKeyboardButton(
+            text=text, callback_data=XpostCb(session=ui.session, key=key, action=action, network=net).pack()
+        )
+
+    networks = list(result["targets"])
+    switch = [button(("• " if n == network else "") + NETWORK_NAMES.get(n, n), "show", n) for n in networks]
+    rows = [switch[i : i + 3] for i in range(0, len(switch), 3)]
+    rows.append(
+        [
+            button(t(language, "btn_thread"), "thread", network),
+            button(t(language, "btn_retranslate"), "retranslate", network),
+        ]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def convert_and_preview(
+    message: Message, source: str, *, crosspost: Any, ui: UiState, language: str, reply_to: int | None = None
+) -> None:
+    result = _as_json(await asyncio.to_thread(crosspost.convert, source))
+    if not result.get("targets"):
+        raise RuntimeError("the crosspost service returned no targets")
+    key = ui.conversions.put({"source": source, "result": result})
+    network = next(iter(result["targets"]))
+    await message.answer(
+        render_preview(result, network, language),
+        parse_mode="HTML",
+        reply_markup=preview_keyboard(result, key, network, ui, language),
+        reply_to_message_id=reply_to,
+    )
+
+
+def _forward_source(message: Message) -> str | None:
+    """A forwarded channel post → its permalink (public channel) or its text; else None."""
+    origin = message.forward_origin
+    if origin is None or origin.type != "channel":
+        return None
+    username = getattr(origin.chat, "username", None)
+    if username:
+        return f"https://t.me/{username}/{origin.message_id}"
+    return message.text or message.caption
+
+
+@router.message(Command("crosspost"))
+async def on_crosspost(message: Message, command: CommandObject, crosspost: Any, ui: UiState) -> None:
+    language = lang(message)
+    source = (command.args or "").strip()
+    if not source and message.reply_to_message is not None:
+        reply = message.reply_to_message
+        source = _forward_source(reply) or reply.text or reply.caption or ""
+    if not source:
+        await message.reply(t(language, "crosspost_usage"), parse_mode=None)
+        return
+    await convert_and_preview(
+        message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
+    )
+
+
+@router.message(F.chat.type == "private", F.forward_origin)
+async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
+    language = lang(message)
+    source = _forward_source(message)
+    if source is None:
+        await message.reply(t(language, "forward_private"), parse_mode=None)
+        return
+    await convert_and_preview(
+        message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
+    )
+
+
+@router.callback_query(ConvertCb.filter())
+async def on_convert_button(
+    query: CallbackQuery, callback_data: ConvertCb, crosspost: Any, ui: UiState
+) -> None:
+    language = lang(query)
+    if not isinstance(query.message, Message):
+        await query.answer(t(language, "stale_button"), show_alert=True)
+        return
+    await query.answer(t(language, "crosspost_working"))
+    source = f"https://t.me/{callback_data.channel}/{callback_data.msg}"
+    await convert_and_preview(query.message, source, crosspost=crosspost, ui=ui, language=language)
+
+
+@router.callback_query(XpostCb.filter())
+async def on_preview_button(
+    query: CallbackQuery, callback_data: XpostCb, bot: Bot, crosspost: Any, ui: UiState
+) -> None:
+    language = lang(query)
+    entry = ui.conversions.get(callback_data.key) if callback_data.session == ui.session else None
+    network = callback_data.network
+    if entry is None or not isinstance(query.message, Message) or network not in entry["result"]["targets"]:
+        await query.answer(t(language, "stale_button"), show_alert=True)
+        return
+    if callback_data.action == "thread":
+        await query.answer()
+        for part in entry["result"]["targets"][network].get("parts", []):
+            # Plain text, exactly as counted: ready to copy into the network.
+            for chunk in split_html(escape(str(part.get("text", "")))) or [""]:
+                await query.message.answer(chunk, parse_mode="HTML")
+        return
+    if callback_data.action == "retranslate":
+        await query.answer(t(language, "crosspost_working"))
+        result = _as_json(await asyncio.to_thread(crosspost.convert, entry["source"], force=True))
+        entry = {"source": entry["source"], "result": result}
+        ui.conversions.replace(callback_data.key, entry)
+    else:
+        await query.answer()
+    await query.message.edit_text(
+        render_preview(entry["result"], network, language),
+        parse_mode="HTML",
+        reply_markup=preview_keyboard(entry["result"], callback_data.key, network, ui, language),
+    )
