@@ -1,0 +1,248 @@
+"""HTML message bodies → (plain text, Bot-API text entities in UTF-16 offsets, link URLs).
+
+Shared by the two HTML parsers (Telegram Desktop HTML export, the t.me/s web preview): both render
+a message's entities as tags (`<strong>`, `<a href>`, `<code>`, `<tg-emoji>`, ...). This module
+knows that markup and nothing about pages, posts or the store.
+
+`clean_with_entities` applies exactly `ingest.clean.clean_text` to the text while moving the
+entity offsets with it, so `finish_batch` (which cleans again) leaves text and offsets in step.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from typing import Any
+
+from bs4 import NavigableString, Tag
+from bs4.element import CData, Comment, Declaration, Doctype, ProcessingInstruction
+
+from ingest.parsers.telegram_json import utf16_len
+
+SIMPLE_TAGS = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+    "tg-spoiler": "spoiler",
+}
+# onclick handlers the desktop export puts on entity links (export_output_html.cpp FormatText).
+ONCLICK_TYPES = {
+    "ShowHashtag": "hashtag",
+    "ShowCashtag": "cashtag",
+    "ShowBotCommand": "bot_command",
+    "ShowMentionName": "text_mention",
+    "ShowNotLoadedEmoji": "custom_emoji",
+    "ShowNotAvailableEmoji": "custom_emoji",
+}
+_SKIPPED_STRINGS = (Comment, CData, ProcessingInstruction, Declaration, Doctype)
+# Markup whitespace: a line break in the HTML source with its indentation. Telegram writes real
+# line breaks of a message as <br>, so a newline inside a text node is only formatting.
+_SOURCE_NEWLINE = re.compile(r"[ \t]*[\r\n]+[ \t]*")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
+_TME_USER = re.compile(r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/([A-Za-z0-9_]{3,64})/?$", re.I)
+
+
+def _strip_url(url: str) -> str:
+    return re.sub(r"^[a-z]+://", "", url.strip(), flags=re.I).rstrip("/").lower()
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.offset = 0  # UTF-16 code units written so far
+        self.entities: list[dict[str, Any]] = []
+        self.links: list[str] = []
+
+    def add(self, text: str) -> None:
+        if text:
+            self.pieces.append(text)
+            self.offset += utf16_len(text)
+
+    def walk(self, node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, _SKIPPED_STRINGS):
+                continue
+            if isinstance(child, NavigableString):
+                self.add(_SOURCE_NEWLINE.sub(" ", str(child)))
+            elif isinstance(child, Tag):
+                self.element(child)
+
+    def element(self, tag: Tag) -> None:
+        name = (tag.name or "").lower()
+        classes = tag.get("class") or []
+        if name in ("script", "style", "svg", "img"):
+            return
+        if name == "br":
+            self.add("\n")
+            return
+        if name == "i" and "emoji" in classes:
+            # t.me renders each emoji as <i class="emoji" style=...><b>👍</b></i>: the char, no style.
+            self.add(tag.get_text())
+            return
+        entity = self.entity_for(tag, name, classes)
+        start = self.offset
+        self.walk(tag)
+        if name in ("p", "div") and self.pieces and not self.pieces[-1].endswith("\n"):
+            self.add("\n")
+        length = self.offset - start
+        if entity is not None and length > 0:
+            self.entities.append({"type": entity.pop("type"), "offset": start, "length": length, **entity})
+
+    def entity_for(self, tag: Tag, name: str, classes: list[str]) -> dict[str, Any] | None:
+        if name == "a":
+            return self.link_entity(tag)
+        if name == "tg-emoji":
+            entity: dict[str, Any] = {"type": "custom_emoji"}
+            if tag.get("emoji-id"):
+                entity["custom_emoji_id"] = str(tag.get("emoji-id"))
+            return entity
+        if name == "span" and ("tg-spoiler" in classes or "spoiler" in classes):
+            return {"type": "spoiler"}
+        if name == "code" and tag.parent is not None and tag.parent.name == "pre":
+            return None  # <pre><code class="language-x">: one `pre` entity with a language
+        if name == "pre":
+            entity = {"type": "pre"}
+            code = tag.find("code")
+            language = tag.get("data-language")
+            if not language and isinstance(code, Tag):
+                language = next(
+                    (c[len("language-") :] for c in code.get("class") or [] if c.startswith("language-")),
+                    None,
+                )
+            if language:
+                entity["language"] = str(language)
+            return entity
+        if name in SIMPLE_TAGS:
+            return {"type": SIMPLE_TAGS[name]}
+        return None
+
+    def link_entity(self, tag: Tag) -> dict[str, Any] | None:
+        href = str(tag.get("href") or "").strip()
+        onclick = str(tag.get("onclick") or "")
+        label = tag.get_text().strip()
+        for function, kind in ONCLICK_TYPES.items():
+            if function in onclick:
+                return {"type": kind}
+        if "GoToMessage" in onclick:
+            return None
+        lowered = href.lower()
+        if lowered.startswith("mailto:"):
+            return {"type": "email"}
+        if lowered.startswith("tel:"):
+            return {"type": "phone_number"}
+        if lowered.startswith(("?q=%23", "?q=#")):  # t.me/s hashtag search links
+            return {"type": "hashtag"}
+        if lowered.startswith(("?q=%24", "?q=$")):
+            return {"type": "cashtag"}
+        user = _TME_USER.match(href)
+        if label.startswith("@") and user and user.group(1).lower() == label[1:].lower():
+            return {"type": "mention"}
+        if not href:
+            return None
+        if not _SCHEME.match(href):
+            # The export links custom emoji to their sticker files by relative path.
+            return {"type": "custom_emoji"} if not href.startswith(("#", "/", "?")) else None
+        self.links.append(href)
+        if _strip_url(label) == _strip_url(href):
+            return {"type": "url"}
+        return {"type": "text_link", "url": href}
+
+
+def html_to_entities(node: Tag | None) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """(text, entities, links) of one message body element; text still raw (see below)."""
+    if node is None:
+        return "", [], []
+    builder = _Builder()
+    builder.walk(node)
+    entities = sorted(builder.entities, key=lambda e: (e["offset"], -e["length"]))
+    return "".join(builder.pieces), entities, list(dict.fromkeys(builder.links))
+
+
+def clean_with_entities(text: str, entities: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """`clean_text(text)` plus entities moved to the cleaned text (empty ones dropped).
+
+    Mirrors `ingest.clean.clean_text` step by step on a keep-mask of the characters:
+    CR/LF and NBSP normalization, trailing whitespace of each line, 3+ newlines → 2, outer strip.
+    """
+    chars: list[str] = []
+    origin: list[int] = []  # index in `text` of each char of `chars`
+    for index, ch in enumerate(text):
+        if ch == "\r":
+            if index + 1 < len(text) and text[index + 1] == "\n":
+                continue
+            ch = "\n"
+        elif ch == "\u00a0":
+            ch = " "
+        chars.append(ch)
+        origin.append(index)
+    keep = [True] * len(chars)
+    # Trailing whitespace of every line (str.rstrip semantics; lines split on "\n" only).
+    line_end = len(chars)
+    for i in range(len(chars) - 1, -2, -1):
+        if i == -1 or chars[i] == "\n":
+            j = line_end - 1
+            while j > i and chars[j].isspace():
+                keep[j] = False
+                j -= 1
+            line_end = i
+    # Runs of 3+ newlines (among kept chars) become two.
+    run = 0
+    for i, ch in enumerate(chars):
+        if not keep[i]:
+            continue
+        if ch == "\n":
+            run += 1
+            if run > 2:
+                keep[i] = False
+        else:
+            run = 0
+    # Outer strip.
+    for order in (range(len(chars)), range(len(chars) - 1, -1, -1)):
+        for i in order:
+            if not keep[i]:
+                continue
+            if chars[i].isspace():
+                keep[i] = False
+            else:
+                break
+    cleaned = "".join(ch for ch, k in zip(chars, keep, strict=True) if k)
+    if not entities:
+        return cleaned, []
+    # Map UTF-16 offsets of `text` to UTF-16 offsets of `cleaned`.
+    starts: list[int] = []  # UTF-16 start of each char of `text`
+    position = 0
+    for ch in text:
+        starts.append(position)
+        position += 2 if ord(ch) > 0xFFFF else 1
+    kept_before = [0] * (len(text) + 1)  # kept UTF-16 units before each char of `text`
+    kept_at = {origin[i]: chars[i] for i in range(len(chars)) if keep[i]}
+    for index in range(len(text)):
+        ch = kept_at.get(index)
+        kept_before[index + 1] = kept_before[index] + (0 if ch is None else (2 if ord(ch) > 0xFFFF else 1))
+
+    def remap(offset: int) -> int:
+        return kept_before[bisect.bisect_left(starts, offset)] if offset < position else kept_before[-1]
+
+    moved = []
+    for entity in entities:
+        start = remap(int(entity["offset"]))
+        end = remap(int(entity["offset"]) + int(entity["length"]))
+        if end > start:
+            moved.append({**entity, "offset": start, "length": end - start})
+    return cleaned, moved
+
+
+def message_text(node: Tag | None) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """Clean text, entities and links of one message body element."""
+    raw, entities, links = html_to_entities(node)
+    text, entities = clean_with_entities(raw, entities)
+    return text, entities, links

@@ -1,0 +1,249 @@
+"""Telegram Desktop HTML export (`messages.html`, `messages2.html`, …): one file is one source.
+
+Markup as `export_output_html.cpp` writes it: `div.message.default#messageNNN` with
+`.date[title="DD.MM.YYYY HH:MM:SS UTC+03:00"]`, `.from_name` (absent on "joined" follow-ups of
+the same sender), `.forwarded.body` (its own `.from_name`), `.reply_to` (`GoToMessage(id)`),
+`.media_wrap`, `.text`, `.signature`, `span.reactions`. Service messages are skipped. The chat
+title is `.page_header .text.bold`; the export has no username, so permalinks need `--channel`.
+The export has no views or edit dates.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from bs4 import BeautifulSoup, Tag
+
+from ingest.clean import finish_batch
+from ingest.html_text import message_text
+from ingest.registry import RawSource, register
+from rag.errors import IngestError
+from rag.store.records import PostRecord, SourceBatch
+
+DATE_TITLE = re.compile(r"(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2}):(\d{2})(?: UTC([+-])(\d{2}):?(\d{2}))?")
+MESSAGE_ID = re.compile(r"^message(-?\d+)$")
+GO_TO = re.compile(r"(?:GoToMessage\(|go_to_message)(\d+)")
+VIA_BOT = re.compile(r"\s+via @\w+$")
+# Generic media cards: `media_<kind>` class → media type (JSON export's `media_type` names).
+GENERIC_MEDIA = {
+    "media_photo": "photo",
+    "media_video": "video_file",
+    "media_file": "file",
+    "media_voice_message": "voice_message",
+    "media_audio_file": "audio_file",
+    "media_contact": "contact",
+    "media_location": "location",
+    "media_live_location": "location",
+    "media_venue": "venue",
+    "media_game": "game",
+    "media_invoice": "invoice",
+    "media_call": "call",
+}
+WRAPPED_MEDIA = {
+    "photo_wrap": "photo",
+    "video_file_wrap": "video_file",
+    "animated_wrap": "animation",
+    "sticker_wrap": "sticker",
+}
+
+
+def parse_export_date(title: str | None) -> datetime | None:
+    """`25.01.2023 12:34:56 UTC+03:00` → aware datetime (old exports without the zone: UTC)."""
+    match = DATE_TITLE.search(title or "")
+    if not match:
+        return None
+    day, month, year, hour, minute, second, sign, tz_h, tz_m = match.groups()
+    tz = UTC
+    if sign:
+        delta = timedelta(hours=int(tz_h), minutes=int(tz_m))
+        tz = timezone(delta if sign == "+" else -delta)
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
+    except ValueError:
+        return None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # Stored in UTC: SQLite's DateTime drops the offset, so the instant must not depend on it.
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _child(parent: Tag | None, name: str, *classes: str) -> Tag | None:
+    """The first direct child `name` carrying all `classes`."""
+    if parent is None:
+        return None
+    for child in parent.find_all(name, recursive=False):
+        if all(c in (child.get("class") or []) for c in classes):
+            return child
+    return None
+
+
+def _own_text(tag: Tag | None) -> str | None:
+    """Text of `tag` without its child elements (the forwarded name has a date <span> inside)."""
+    if tag is None:
+        return None
+    text = " ".join(s.strip() for s in tag.find_all(string=True, recursive=False) if s.strip())
+    text = VIA_BOT.sub("", re.sub(r"\s+", " ", text)).strip()
+    return text or None
+
+
+def _text(tag: Tag | None, separator: str = " ") -> str | None:
+    if tag is None:
+        return None
+    return re.sub(r"\s+", " ", tag.get_text(separator)).strip() or None
+
+
+def _media(wrap: Tag | None) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    if wrap is None:
+        return items
+    for element in wrap.find_all(["a", "div"], recursive=False):
+        classes = set(element.get("class") or [])
+        item: dict[str, Any] = {}
+        wrapped = next((WRAPPED_MEDIA[c] for c in classes if c in WRAPPED_MEDIA), None)
+        if wrapped:
+            item = {"media_type": wrapped}
+            duration = _text(element.find("div", class_="video_duration"))
+            if duration:
+                item["duration"] = duration
+        elif "media_poll" in classes:
+            item = {
+                "media_type": "poll",
+                "question": _text(element.find("div", class_="question")),
+                "answers": [_text(a) for a in element.find_all("div", class_="answer")],
+            }
+        elif "media" in classes:
+            kind = next((GENERIC_MEDIA[c] for c in classes if c in GENERIC_MEDIA), None)
+            item = {"media_type": kind or next((c for c in classes if c.startswith("media_")), "media")}
+            for field in ("title", "description", "status"):
+                value = _text(element.find("div", class_=field))
+                if value:
+                    item[field] = value
+        else:
+            item = {"media_type": next((c for c in sorted(classes) if c.startswith("media_")), "media")}
+        if element.name == "a" and element.get("href"):
+            item["file"] = str(element["href"])
+        items.append(item)
+    return items
+
+
+def _reactions(container: Tag | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if container is None:
+        return counts
+    for reaction in container.find_all(class_="reaction"):
+        classes = reaction.get("class") or []
+        emoji = _text(reaction.find(class_="emoji")) or ("⭐" if "paid" in classes else "custom_emoji")
+        count_text = _text(reaction.find(class_="count"))
+        if count_text and count_text.isdigit():
+            count = int(count_text)
+        else:  # all reactors shown as userpics, no counter
+            userpics = reaction.find(class_="userpics")
+            count = len(userpics.find_all(class_="userpic")) if isinstance(userpics, Tag) else 0
+        counts[emoji] = counts.get(emoji, 0) + count
+    return counts
+
+
+def _reply_to(content: Tag | None) -> int | None:
+    reply = _child(content, "div", "reply_to")
+    if reply is None:
+        return None
+    for link in reply.find_all("a"):
+        match = GO_TO.search(f"{link.get('onclick') or ''} {link.get('href') or ''}")
+        if match:
+            return int(match.group(1))
+    return None
+
+
+@register
+class TelegramHtmlExport:
+    name = "telegram-html"
+    priority = 20
+
+    def detect(self, source: RawSource) -> bool:
+        head = source.data[:8192]
+        return b'class="page_wrap"' in head and (
+            b'class="history"' in source.data[:500_000] or b'class="message ' in source.data[:500_000]
+        )
+
+    def parse(self, source: RawSource) -> SourceBatch:
+        text = source.text()
+        if "</html>" not in text[-2048:].lower():
+            raise IngestError(
+                f"{source.location}: truncated HTML export (the page does not end with </html>)"
+            )
+        soup = BeautifulSoup(text, "lxml")
+        history = soup.find("div", class_="history")
+        if not isinstance(history, Tag):
+            raise IngestError(
+                f"{source.location}: HTML page has no message history; not a Telegram Desktop chat export"
+            )
+        title = _text(soup.select_one(".page_header .text.bold"))
+        batch = SourceBatch(location=source.location, format=self.name)
+        previous_author: str | None = None
+        previous_forward: str | None = None
+        for div in history.find_all("div", class_="message"):
+            classes = div.get("class") or []
+            match = MESSAGE_ID.match(str(div.get("id") or ""))
+            if "default" not in classes or match is None:
+                if match and int(match.group(1)) > 0:  # negative ids are the date separators
+                    batch.skipped += 1
+                continue
+            record = self._message(div, int(match.group(1)), previous_author, previous_forward, source, title)
+            if record is None:
+                batch.skipped += 1
+                continue
+            previous_author, previous_forward = record.author_name, record.post.forwarded_from
+            batch.posts.append(record.post)
+        if not batch.posts and not batch.skipped:
+            raise IngestError(f"{source.location}: Telegram HTML export without messages")
+        return finish_batch(batch, near_duplicates=False)
+
+    def _message(
+        self,
+        div: Tag,
+        message_id: int,
+        previous_author: str | None,
+        previous_forward: str | None,
+        source: RawSource,
+        title: str | None,
+    ) -> _Parsed | None:
+        body = _child(div, "div", "body")
+        if body is None:
+            return None
+        joined = "joined" in (div.get("class") or [])
+        author_name = _own_text(_child(body, "div", "from_name")) or (previous_author if joined else None)
+        forwarded = _child(body, "div", "forwarded", "body")
+        content = forwarded or body
+        forwarded_from = None
+        if forwarded is not None:
+            # A follow-up forward from the same source omits the name; it is the previous one's.
+            forwarded_from = _own_text(_child(forwarded, "div", "from_name")) or previous_forward
+        text, entities, links = message_text(_child(content, "div", "text"))
+        signature = _text(_child(content, "div", "signature"))
+        date_div = _child(body, "div", "date")
+        post = PostRecord(
+            channel=source.channel_hint or "",
+            channel_title=title,
+            text=text,
+            message_id=message_id,
+            date=_utc(parse_export_date(str(date_div.get("title") or "")) if date_div is not None else None),
+            author=signature or author_name,
+            entities=entities,
+            links=links,
+            forwarded_from=forwarded_from,
+            reply_to=_reply_to(content),
+            reactions=_reactions(div.find(class_="reactions")),
+            media=_media(_child(content, "div", "media_wrap")),
+        )
+        return _Parsed(post, author_name)
+
+
+class _Parsed:
+    __slots__ = ("author_name", "post")
+
+    def __init__(self, post: PostRecord, author_name: str | None):
+        self.post = post
+        self.author_name = author_name

@@ -1,0 +1,221 @@
+"""Telegram Desktop HTML export: every field, entities in UTF-16 offsets, joined and forwarded
+messages, replies across files, service messages skipped, permalinks after ingest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from ingest.clean import clean_text
+from ingest.parsers.telegram_html import TelegramHtmlExport, parse_export_date
+from ingest.pipeline import ingest_locations
+from ingest.registry import RawSource, detect
+from rag.errors import IngestError
+from rag.store.models import Channel, Paper, Post, PostPaper
+from tests.ingest.html_exports import file_card, message, photo, reactions, service, write_html_export
+
+MSK = timezone(timedelta(hours=3))
+RICH = (
+    '🔥 Статья <a href="https://arxiv.org/abs/2410.02367">SageAttention</a> от '
+    '<a href="https://t.me/thu_ml">@thu_ml</a>: <strong>2x</strong> быстрее<br>'
+    "<em>курсив</em> и <code>int8</code> "
+    '<a href="" onclick="return ShowHashtag(&quot;quant&quot;)">#quant</a><br>'
+    "<pre>q = quantize(k)</pre><br>"
+    '<a href="https://github.com/thu-ml/SageAttention">https://github.com/thu-ml/SageAttention</a> '
+    '<span class="spoiler hidden" onclick="ShowSpoiler(this)"><span aria-hidden="true">секрет</span></span>'
+)
+RICH_TEXT = (
+    "🔥 Статья SageAttention от @thu_ml: 2x быстрее\nкурсив и int8 #quant\nq = quantize(k)\n"
+    "https://github.com/thu-ml/SageAttention секрет"
+)
+
+
+def _export(tmp_path):
+    first = "".join(
+        [
+            service(-1, "28 April 2025"),
+            service(1, "Channel &laquo;КПД&raquo; created"),
+            message(
+                2,
+                date="28.04.2025 23:54:00 UTC+03:00",
+                time="23:54",
+                from_name="КПД",
+                text=RICH,
+                signature="Denis",
+                reactions=reactions(("👍", 7, 0), ("🔥", 2, 0), ("❤", None, 2)),
+            ),
+            message(
+                3,
+                date="28.04.2025 23:58:10 UTC+03:00",
+                time="23:58",
+                joined=True,
+                reply_to=2,
+                media=photo("photos/photo_1@28-04-2025_23-58-10.jpg"),
+                text="Фото &amp; подпись",
+            ),
+            message(
+                4,
+                date="29.04.2025 09:00:00 UTC+03:00",
+                time="09:00",
+                from_name="КПД",
+                forwarded="CV Time",
+                forwarded_date="27.04.2025 12:00:00 UTC+03:00",
+                text="Переслано: см. arXiv:2501.00001",
+                media=file_card("files/paper.pdf", "paper.pdf", "1.2 MB"),
+            ),
+            message(
+                5,
+                date="29.04.2025 09:00:01 UTC+03:00",
+                time="09:00",
+                joined=True,
+                forwarded="",
+                text="Вторая часть пересылки",
+            ),
+        ]
+    )
+    second = message(
+        7,
+        date="30.04.2025 10:00:00 UTC+03:00",
+        time="10:00",
+        from_name="КПД",
+        reply_to=2,
+        reply_file="messages.html",
+        text="Ответ из второго файла",
+    )
+    folder = tmp_path / "ChatExport_2025-05-01"
+    folder.mkdir()
+    write_html_export(folder / "messages.html", "КПД", first)
+    write_html_export(folder / "messages2.html", "КПД", second)
+    return folder
+
+
+def test_every_field_is_stored_with_permalinks(store, tmp_path):
+    folder = _export(tmp_path)
+    report = ingest_locations(store, [str(folder)], channel_hint="quant_prune_distill")
+    assert report.ok, report.errors
+    assert report.summary.new == 5 and report.summary.skipped == 1  # the "created" service message
+    with store.session() as s:
+        posts = {p.message_id: p for p in s.scalars(select(Post))}
+        channel = s.scalar(select(Channel))
+        assert (channel.username, channel.title) == ("quant_prune_distill", "КПД")
+        assert sorted(posts) == [2, 3, 4, 5, 7]
+        rich = posts[2]
+        assert rich.text == RICH_TEXT
+        assert rich.permalink == "https://t.me/quant_prune_distill/2"
+        # 23:54 at UTC+03:00 is stored as the same instant in UTC.
+        assert rich.date.replace(tzinfo=UTC) == datetime(2025, 4, 28, 23, 54, tzinfo=MSK)
+        assert rich.author == "Denis"
+        assert rich.reactions == {"👍": 7, "🔥": 2, "❤": 2}
+        assert rich.links == ["https://arxiv.org/abs/2410.02367", "https://github.com/thu-ml/SageAttention"]
+        by_type = {e["type"]: e for e in rich.entities}
+        units = rich.text.encode("utf-16-le")
+
+        def covered(entity):
+            return units[2 * entity["offset"] : 2 * (entity["offset"] + entity["length"])].decode("utf-16-le")
+
+        # 🔥 is two UTF-16 units: every offset after it is shifted by one against str indices.
+        assert by_type["text_link"] == {
+            "type": "text_link",
+            "offset": 10,
+            "length": 13,
+            "url": "https://arxiv.org/abs/2410.02367",
+        }
+        assert covered(by_type["text_link"]) == "SageAttention"
+        assert covered(by_type["mention"]) == "@thu_ml"
+        assert covered(by_type["bold"]) == "2x"
+        assert covered(by_type["italic"]) == "курсив"
+        assert covered(by_type["code"]) == "int8"
+        assert covered(by_type["hashtag"]) == "#quant"
+        assert covered(by_type["pre"]) == "q = quantize(k)"
+        assert covered(by_type["url"]) == "https://github.com/thu-ml/SageAttention"
+        assert covered(by_type["spoiler"]) == "секрет"
+
+        joined = posts[3]
+        assert joined.author == "КПД"  # joined follow-up: the sender of the message before it
+        assert joined.reply_to == 2 and joined.text == "Фото & подпись"
+        assert joined.media == [{"media_type": "photo", "file": "photos/photo_1@28-04-2025_23-58-10.jpg"}]
+        assert joined.date.replace(tzinfo=UTC) == datetime(2025, 4, 28, 20, 58, 10, tzinfo=UTC)
+
+        fwd = posts[4]
+        assert fwd.forwarded_from == "CV Time" and fwd.author == "КПД"
+        assert fwd.media == [
+            {"media_type": "file", "title": "paper.pdf", "status": "1.2 MB", "file": "files/paper.pdf"}
+        ]
+        assert posts[5].forwarded_from == "CV Time"  # follow-up forward without its own header
+        assert posts[7].reply_to == 2 and posts[7].permalink == "https://t.me/quant_prune_distill/7"
+        assert posts[2].views is None and posts[2].edited_at is None  # the HTML export has neither
+
+        paper = s.scalar(select(Paper).where(Paper.arxiv_id == "2501.00001"))
+        assert paper is not None
+        assert s.scalar(select(PostPaper).where(PostPaper.paper_id == paper.id)).post_id == fwd.id
+
+
+def test_reingest_changes_nothing_and_edit_updates(store, tmp_path):
+    folder = _export(tmp_path)
+    ingest_locations(store, [str(folder)], channel_hint="kpd")
+    again = ingest_locations(store, [str(folder)], channel_hint="kpd")
+    assert (again.summary.new, again.summary.updated, again.summary.unchanged) == (0, 0, 5)
+    page = folder / "messages2.html"
+    page.write_text(
+        page.read_text(encoding="utf-8").replace("второго файла", "второго файла (исправлено)"),
+        encoding="utf-8",
+    )
+    edited = ingest_locations(store, [str(folder)], channel_hint="kpd")
+    assert (edited.summary.new, edited.summary.updated) == (0, 1)
+
+
+def test_without_channel_posts_keep_the_title_and_no_permalink(store, tmp_path):
+    folder = _export(tmp_path)
+    assert ingest_locations(store, [str(folder / "messages.html")]).ok
+    with store.session() as s:
+        assert s.scalar(select(Channel)).title == "КПД"
+        assert all(p.permalink is None for p in s.scalars(select(Post)))
+
+
+def test_detected_by_content_not_name(tmp_path):
+    path = write_html_export(
+        tmp_path / "export.bin",
+        "X",
+        message(1, date="01.01.2025 10:00:00 UTC+00:00", time="10:00", from_name="X", text="hi"),
+    )
+    assert detect(RawSource(str(path), path.read_bytes())).name == "telegram-html"
+
+
+def test_text_is_already_clean_so_offsets_survive_finish_batch(tmp_path):
+    html = message(
+        9,
+        date="01.01.2025 10:00:00 UTC+00:00",
+        time="10:00",
+        from_name="X",
+        text="  <strong>жирный  </strong><br><br><br><br>𝔘 <em>конец</em>  ",
+    )
+    path = write_html_export(tmp_path / "m.html", "X", html)
+    post = TelegramHtmlExport().parse(RawSource(str(path), path.read_bytes())).posts[0]
+    assert post.text == clean_text(post.text) == "жирный\n\n𝔘 конец"
+    assert post.entities == [
+        {"type": "bold", "offset": 0, "length": 6},
+        {"type": "italic", "offset": 11, "length": 5},
+    ]
+
+
+def test_dates_with_and_without_zone():
+    assert parse_export_date("28.04.2025 23:54:00 UTC+03:00") == datetime(2025, 4, 28, 23, 54, tzinfo=MSK)
+    assert parse_export_date("01.02.2020 03:04:05 UTC-05:30").utcoffset() == -timedelta(hours=5, minutes=30)
+    assert parse_export_date("01.02.2020 03:04:05") == datetime(2020, 2, 1, 3, 4, 5, tzinfo=UTC)
+    assert parse_export_date("31.02.2020 03:04:05") is None
+
+
+@pytest.mark.parametrize("cut, problem", [(0.6, "truncated HTML export"), (None, "no message history")])
+def test_bad_pages_give_one_line(tmp_path, cut, problem):
+    path = write_html_export(
+        tmp_path / "messages.html",
+        "X",
+        message(1, date="01.01.2025 10:00:00 UTC+00:00", time="10:00", from_name="X", text="hi"),
+    )
+    data = path.read_bytes()
+    data = data[: int(len(data) * cut)] if cut else data.replace(b'class="history"', b'class="other"')
+    with pytest.raises(IngestError) as info:
+        TelegramHtmlExport().parse(RawSource(str(path), data))
+    assert problem in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
