@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     llm_model: str = Field("default", description="Model name sent to the LLM endpoint")
     llm_timeout_s: float = Field(60.0, description="Seconds to wait for the LLM before falling back")
 
+    # --- local LLM server (`serve-llm`, issue 5) ------------------------------------------------
+    llm_serve_max_batch: int = Field(8, description="serve-llm: KV cache slots = requests decoded together")
+    llm_serve_max_queue: int = Field(64, description="serve-llm: requests waiting for a slot before 429")
+    llm_serve_max_context: int | None = Field(
+        None, description="serve-llm: tokens per request (prompt + answer); default min(model limit, 8192)"
+    )
+    llm_serve_api_key: SecretStr | None = Field(None, description="serve-llm: require this bearer key on /v1")
+    llm_serve_device: str = Field("auto", description="serve-llm: auto, cpu or cuda[:N]")
+    llm_serve_attention: str = Field("auto", description="serve-llm: auto (quantized kernel on CUDA), torch, quant")
+
     # --- Telegram ----------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
     telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))

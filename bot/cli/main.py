@@ -18,6 +18,7 @@ from bot.cli.app import app, err_console
 COMMAND_MODULES = [
     "bot.cli.ingest_cmds",
     "bot.cli.bot_cmds",
+    "bot.cli.llm_cmds",
 ]
 
 

@@ -1,0 +1,298 @@
+"""Generation engine: KV cache, prefill/decode, sampling and continuous batching.
+
+Boundary: the engine sees token ids, sampling settings and a model; text appears only through the
+optional `TextStream` (stop strings). It knows nothing about HTTP: the server submits requests with
+a callback and receives `Event`s from the engine thread.
+
+Scheduling (continuous batching, as in Orca, Yu et al. OSDI'22): one loop; each iteration admits
+waiting requests into free cache slots and prefills them one by one, then runs ONE batched decode
+step for every running request. Finished or cancelled requests leave between steps and free their
+slot. The KV cache is preallocated: `max_batch` slots of `max_context` positions, so memory is fixed
+at start; requests beyond the slots wait in a queue of at most `max_queue`, beyond that `submit`
+refuses with `QueueFullError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from inference.errors import InferenceError
+from inference.model import KVView, ModelConfig, Transformer
+from inference.tokenizer import ChatTokenizer, TextStream
+
+log = logging.getLogger(__name__)
+
+
+class QueueFullError(InferenceError):
+    """Every cache slot is busy and the wait queue is full; retry later."""
+
+
+class ContextLengthError(InferenceError):
+    """The prompt does not fit the context limit."""
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int | None = None  # None: until a stop or the context limit
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    top_k: int = 0  # 0 means off
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class Event:
+    """What a request produced in one step: new text/ids, and a finish reason on the last one."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None  # "stop", "length", "cancelled", "error"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class EngineConfig:
+    max_batch: int = 8  # KV cache slots = requests decoded together
+    max_context: int = 2048  # positions per slot (prompt + completion)
+    max_queue: int = 64  # requests allowed to wait for a slot
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+
+
+@dataclass(eq=False)
+class Request:
+    id: int
+    prompt_ids: list[int]
+    params: SamplingParams
+    callback: Callable[[Event], None]
+    stream: TextStream | None
+    max_new: int
+    generator: torch.Generator
+    slot: int = -1
+    output: list[int] = field(default_factory=list)
+    cancelled: bool = False
+    finish_reason: str | None = None
+    submitted: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+
+
+def kv_cache_bytes(cfg: ModelConfig, slots: int, positions: int, dtype: torch.dtype) -> int:
+    per_token = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * torch.finfo(dtype).bits // 8
+    return per_token * slots * positions
+
+
+class KVCache:
+    """Per layer K and V of shape (slots, Hkv, max_context, D), allocated once."""
+
+    def __init__(self, cfg: ModelConfig, slots: int, positions: int, device: str, dtype: torch.dtype):
+        shape = (slots, cfg.num_kv_heads, positions, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
+        self.free = list(range(slots - 1, -1, -1))
+
+    def view(self, slots: list[int], start: list[int], length: list[int], device: str) -> KVView:
+        as_t = lambda xs: torch.tensor(xs, device=device, dtype=torch.long)  # noqa: E731
+        return KVView(self.k, self.v, as_t(slots), as_t(start), as_t(length))
+
+
+def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
+    """logits (V,) fp32 -> one token id, with temperature, top-k and top-p (nucleus) filtering."""
+    if params.temperature <= 1e-5:
+        return int(logits.argmax())
+    logits = logits / params.temperature
+    if 0 < params.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, params.top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if params.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = sorted_logits.softmax(-1)
+        # drop a token when the tokens ranked above it already hold top_p of the mass
+        drop = probs.cumsum(-1) - probs > params.top_p
+        logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
+    probs = logits.softmax(-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: ChatTokenizer | None, config: EngineConfig):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.cache = KVCache(model.cfg, config.max_batch, config.max_context, config.device, config.dtype)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self._ids = itertools.count(1)
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self.counters = {"completed": 0, "cancelled": 0, "rejected": 0}
+
+    # ---- API used by the server (any thread) -------------------------------------------------
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, callback: Callable[[Event], None]
+    ) -> Request:
+        n = len(prompt_ids)
+        if n == 0:
+            raise ContextLengthError("the prompt is empty")
+        if n >= self.config.max_context:
+            raise ContextLengthError(
+                f"the prompt has {n} tokens, the context limit is {self.config.max_context}; shorten the prompt"
+            )
+        limit = self.config.max_context - n
+        max_new = limit if params.max_tokens is None else min(params.max_tokens, limit)
+        seed = params.seed if params.seed is not None else torch.seed() % 2**63
+        gen = torch.Generator().manual_seed(int(seed))
+        stream = self.tokenizer.stream(prompt_ids, params.stop) if self.tokenizer else None
+        req = Request(next(self._ids), list(prompt_ids), params, callback, stream, max_new, gen)
+        with self._cond:
+            # free slots absorb waiting requests at the next step, so they count on top of max_queue
+            if len(self.waiting) >= self.config.max_queue + len(self.cache.free):
+                self.counters["rejected"] += 1
+                raise QueueFullError(
+                    f"server busy: {len(self.running)} requests running and {len(self.waiting)} waiting "
+                    f"(max_queue {self.config.max_queue}); retry later"
+                )
+            self.waiting.append(req)
+            self._cond.notify()
+        return req
+
+    def cancel(self, req: Request) -> None:
+        """Stop a request (client gone); its slot is freed before the next decode step."""
+        with self._cond:
+            if req.finish_reason is None:
+                req.cancelled = True
+                self._cond.notify()
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "running": len(self.running),
+                "waiting": len(self.waiting),
+                "free_slots": len(self.cache.free),
+                "max_batch": self.config.max_batch,
+                "max_queue": self.config.max_queue,
+                "max_context": self.config.max_context,
+                **self.counters,
+            }
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> tuple[list[int], str, str]:
+        """Synchronous helper for scripts and tests when no engine thread runs: (ids, text, finish)."""
+        events: list[Event] = []
+        self.submit(prompt_ids, params, events.append)
+        while not events or events[-1].finish_reason is None:
+            self.step()
+        ids = [t for e in events for t in e.token_ids]
+        return ids, "".join(e.text for e in events), events[-1].finish_reason or ""
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not self.waiting and not self.running:
+                    self._cond.wait()
+                if self._stop:
+                    return
+            try:
+                self.step()
+            except Exception:  # a bug must not hang every client: fail the running requests, keep serving
+                log.exception("engine step failed")
+                with self._cond:
+                    for req in [*self.running]:
+                        self._finish(req, "error")
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """Admit and prefill waiting requests, then one decode step for all running ones."""
+        admitted: list[Request] = []
+        with self._cond:
+            for req in [r for r in self.running if r.cancelled]:
+                self._finish(req, "cancelled")
+            for req in [r for r in self.waiting if r.cancelled]:
+                self.waiting.remove(req)
+                self._finish(req, "cancelled")
+            while self.waiting and self.cache.free:
+                req = self.waiting.popleft()
+                req.slot = self.cache.free.pop()
+                self.running.append(req)
+                admitted.append(req)
+        for req in admitted:
+            self._prefill(req)
+        batch = [r for r in self.running if r.finish_reason is None and r not in admitted]
+        if batch:
+            self._decode(batch)
+
+    def _prefill(self, req: Request) -> None:
+        dev = self.config.device
+        n = len(req.prompt_ids)
+        ids = torch.tensor([req.prompt_ids], device=dev)  # (1, T)
+        kv = self.cache.view([req.slot], [0], [n], dev)
+        logits = self.model(ids, torch.arange(n, device=dev)[None], kv, last_only=True)  # (1, 1, V)
+        self._emit(req, sample(logits[0, -1], req.params, req.generator))
+
+    def _decode(self, batch: list[Request]) -> None:
+        dev = self.config.device
+        pos = [len(r.prompt_ids) + len(r.output) - 1 for r in batch]  # position of each last token
+        ids = torch.tensor([[r.output[-1]] for r in batch], device=dev)  # (B, 1)
+        kv = self.cache.view([r.slot for r in batch], pos, [p + 1 for p in pos], dev)
+        logits = self.model(ids, torch.tensor(pos, device=dev)[:, None], kv)  # (B, 1, V)
+        for row, req in enumerate(batch):
+            self._emit(req, sample(logits[row, -1], req.params, req.generator))
+
+    def _emit(self, req: Request, token: int) -> None:
+        if req.first_token_at is None:
+            req.first_token_at = time.perf_counter()
+        req.output.append(token)
+        stop_ids = (
+            self.tokenizer.stop_token_ids if self.tokenizer else frozenset(self.model.cfg.eos_token_ids)
+        )
+        finish = None
+        text = ""
+        if token in stop_ids or token in req.params.stop_token_ids:
+            finish = "stop"
+        elif req.stream is not None:
+            text = req.stream.push(token)
+            if req.stream.stopped:
+                finish = "stop"
+        if finish is None and len(req.output) >= req.max_new:
+            finish = "length"
+        if finish is not None and req.stream is not None:
+            text += req.stream.finish()
+        req.callback(Event(text, [token], finish, len(req.prompt_ids), len(req.output)))
+        if finish is not None:
+            with self._cond:
+                self._finish(req, finish, notify=False)
+
+    def _finish(self, req: Request, reason: str, notify: bool = True) -> None:
+        """Caller holds the lock. Frees the slot; tells the client unless it already knows."""
+        req.finish_reason = reason
+        if req in self.running:
+            self.running.remove(req)
+            self.cache.free.append(req.slot)
+        self.counters["cancelled" if reason == "cancelled" else "completed"] += 1
+        if notify:
+            try:
+                req.callback(Event("", [], reason, len(req.prompt_ids), len(req.output)))
+            except Exception:  # the client side may be gone already
+                log.debug("callback failed for cancelled request %s", req.id, exc_info=True)
