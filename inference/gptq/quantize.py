@@ -1,0 +1,340 @@
+"""GPTQ (Frantar et al., 2022, arXiv:2210.17323) and round-to-nearest, per weight and per model.
+
+Boundary: weights, activations and token ids. Calibration text arrives as token ids from the caller
+(the CLI samples it from the corpus store); this module never sees posts.
+
+Per linear layer W (N, K) with calibration inputs X (n, K):
+  H = 2/n Σ x xᵀ; dead columns (H_kk = 0) are zeroed; H += λI with λ = damp_percent · mean(diag H);
+  U = chol(H⁻¹) upper; columns are quantized left to right (or by decreasing H_kk with act-order),
+  each column's error e = (w - q)/U_kk is pushed onto the not-yet-quantized columns of its block of
+  128 through U's row, and whole blocks are updated lazily at once (the paper's section 4 trick: the
+  O(K²N) update becomes matrix-matrix instead of matrix-vector).
+Model level: decoder layers one at a time on the outputs of the already quantized previous layers;
+inside a layer, true-sequential order: linears fed by the same input (q/k/v, gate/up) form a step,
+and each step's Hessians are collected after the previous steps were quantized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inference.errors import QuantizeError
+from inference.gptq.format import QuantizedLinear, check_bits, pack_linear
+
+
+@dataclass
+class QuantOptions:
+    bits: int = 4
+    group_size: int = 128  # -1: per output channel (one group spanning K)
+    sym: bool = True
+    act_order: bool = False
+    damp_percent: float = 0.01
+    block_size: int = 128
+    true_sequential: bool = True
+    zero_format: str = "v1"  # v1 cannot store real zero 0, so asymmetric zeros are kept >= 1
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        if self.group_size != -1 and self.group_size <= 0:
+            raise QuantizeError(f"group_size={self.group_size} must be positive or -1 (per channel)")
+        if not 0 < self.damp_percent < 1:
+            raise QuantizeError(f"damp_percent={self.damp_percent} must lie strictly between 0 and 1")
+
+
+@dataclass
+class QuantResult:
+    intweight: torch.Tensor  # int32 (N, K), values in 0..2^bits-1
+    scales: torch.Tensor  # float32 (G, N)
+    zeros: torch.Tensor  # int32 (G, N), real zero points
+    g_idx: torch.Tensor  # int32 (K,)
+    dequant: torch.Tensor  # float32 (N, K) = (intweight - zero[g]) * scale[g]
+
+    def pack(self, bits: int, zero_format: str, bias: torch.Tensor | None = None) -> QuantizedLinear:
+        return pack_linear(
+            self.intweight,
+            self.zeros.t().contiguous().t(),
+            self.scales,
+            self.g_idx,
+            bits=bits,
+            zero_format=zero_format,
+            bias=bias,
+        )
+
+
+def _check_groups(k: int, opts: QuantOptions, name: str) -> int:
+    gs = k if opts.group_size == -1 else opts.group_size
+    if k % gs:
+        raise QuantizeError(f"{name}: group_size={opts.group_size} does not divide in_features={k}")
+    return gs
+
+
+def find_params(w: torch.Tensor, opts: QuantOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and real zero per row of w (N, cols) by min/max, the range always containing 0."""
+    maxq = (1 << opts.bits) - 1
+    xmin = w.min(dim=1).values.clamp(max=0)  # (N,)
+    xmax = w.max(dim=1).values.clamp(min=0)
+    if opts.sym:
+        xmax = torch.maximum(-xmin, xmax)
+        xmin = -xmax
+    empty = (xmin == 0) & (xmax == 0)  # an all-zero row: any scale works, avoid 0/0
+    xmin = torch.where(empty, -torch.ones_like(xmin), xmin)
+    xmax = torch.where(empty, torch.ones_like(xmax), xmax)
+    scale = (xmax - xmin) / maxq
+    if opts.sym:
+        zero = torch.full_like(scale, (maxq + 1) // 2)
+    else:
+        zero = torch.round(-xmin / scale).clamp(1 if opts.zero_format == "v1" else 0, maxq)
+    return scale, zero
+
+
+def quantize_values(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, maxq: int) -> torch.Tensor:
+    """Integer codes of w (N, ...) with per-row scale/zero (N,)."""
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    return torch.clamp(torch.round(w / scale.view(shape)) + zero.view(shape), 0, maxq)
+
+
+def rtn_quantize(w: torch.Tensor, opts: QuantOptions, name: str = "weight") -> QuantResult:
+    """Round-to-nearest per group: the baseline GPTQ is measured against."""
+    w = w.detach().float()
+    n, k = w.shape
+    gs = _check_groups(k, opts, name)
+    maxq = (1 << opts.bits) - 1
+    wg = w.view(n, k // gs, gs).transpose(0, 1)  # (G, N, gs)
+    scales, zeros = zip(*(find_params(g, opts) for g in wg), strict=True)
+    scale = torch.stack(scales)  # (G, N)
+    zero = torch.stack(zeros)
+    q = torch.clamp(torch.round(wg / scale[..., None]) + zero[..., None], 0, maxq)  # (G, N, gs)
+    deq = ((q - zero[..., None]) * scale[..., None]).transpose(0, 1).reshape(n, k)
+    g_idx = (torch.arange(k) // gs).to(torch.int32)
+    return QuantResult(
+        q.transpose(0, 1).reshape(n, k).to(torch.int32), scale, zero.to(torch.int32), g_idx, deq
+    )
+
+
+class HessianAccumulator:
+    """Running H = 2/n Σ x xᵀ over calibration rows, in float32."""
+
+    def __init__(self, k: int, name: str, device: torch.device | str = "cpu"):
+        self.name = name
+        self.h = torch.zeros(k, k, dtype=torch.float32, device=device)
+        self.n = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).float()  # (rows, K)
+        if not torch.isfinite(x).all():
+            raise QuantizeError(f"{self.name}: calibration activations contain NaN or Inf")
+        rows = x.shape[0]
+        self.h *= self.n / (self.n + rows)
+        self.n += rows
+        x = x * math.sqrt(2 / self.n)
+        self.h += x.t() @ x
+
+
+def gptq_quantize(w: torch.Tensor, h: torch.Tensor, opts: QuantOptions, name: str = "weight") -> QuantResult:
+    """GPTQ for one weight (N, K) given its Hessian (K, K)."""
+    w = w.detach().float().clone()
+    k = w.shape[1]
+    gs = _check_groups(k, opts, name)
+    if h.shape != (k, k):
+        raise QuantizeError(f"{name}: Hessian shape {tuple(h.shape)} does not match in_features={k}")
+    if not torch.isfinite(h).all():
+        raise QuantizeError(f"{name}: Hessian contains NaN or Inf")
+    maxq = (1 << opts.bits) - 1
+    h = h.float().clone()
+    dead = torch.diag(h) == 0  # inputs that were always zero: their weights cannot matter
+    h[dead, dead] = 1
+    w[:, dead] = 0
+
+    perm = torch.argsort(torch.diag(h), descending=True) if opts.act_order else torch.arange(k)
+    w = w[:, perm]
+    h = h[perm][:, perm]
+    damp = opts.damp_percent * torch.mean(torch.diag(h))
+    h += damp * torch.eye(k, dtype=h.dtype, device=h.device)
+    try:
+        hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    except torch.linalg.LinAlgError as exc:
+        raise QuantizeError(
+            f"{name}: Hessian not positive definite even with damp_percent={opts.damp_percent}; raise it"
+        ) from exc
+
+    q_int = torch.zeros_like(w)
+    q_deq = torch.zeros_like(w)
+    scales: list[torch.Tensor] = []
+    zeros: list[torch.Tensor] = []
+    if opts.group_size == -1:
+        scale, zero = find_params(w, opts)
+        scales.append(scale)
+        zeros.append(zero)
+    for i1 in range(0, k, opts.block_size):
+        i2 = min(i1 + opts.block_size, k)
+        w1 = w[:, i1:i2].clone()  # (N, B) updated in place with the block's error feedback
+        err1 = torch.zeros_like(w1)
+        hinv1 = hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = i1 + i
+            if opts.group_size != -1 and col % gs == 0:
+                # Group params from the already error-corrected weights of this group (in the
+                # permuted order with act-order, so groups are contiguous there: g_idx below).
+                scale, zero = find_params(torch.cat([w1[:, i:], w[:, i2:]], dim=1)[:, :gs], opts)
+                scales.append(scale)
+                zeros.append(zero)
+            wc = w1[:, i]  # (N,)
+            qc = quantize_values(wc, scale, zero, maxq)
+            dq = (qc - zero) * scale
+            q_int[:, col] = qc
+            q_deq[:, col] = dq
+            e = (wc - dq) / hinv1[i, i]
+            w1[:, i:] -= e[:, None] * hinv1[i, i:][None, :]
+            err1[:, i] = e
+        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]  # the lazy block update
+
+    inv = torch.argsort(perm)
+    g_idx = (torch.arange(k) // gs)[inv].to(torch.int32)  # column perm[j] belongs to group j // gs
+    return QuantResult(
+        q_int[:, inv].to(torch.int32),
+        torch.stack(scales),
+        torch.stack(zeros).to(torch.int32),
+        g_idx,
+        q_deq[:, inv],
+    )
+
+
+# --- model level ---------------------------------------------------------------------------------
+class _Stop(Exception):
+    """Raised by the capture hook to stop the forward pass after the first decoder layer's inputs."""
+
+
+def find_decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The ModuleList of decoder layers (HF Llama/Qwen/Mistral: model.model.layers)."""
+    n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    for name, module in model.named_modules():
+        if (
+            isinstance(module, nn.ModuleList)
+            and len(module)
+            and (n_layers is None or len(module) == n_layers)
+            and any(isinstance(m, nn.Linear) for m in module[0].modules())
+        ):
+            return name, module
+    raise QuantizeError("cannot find the decoder layers: no nn.ModuleList of blocks holding nn.Linear layers")
+
+
+def _linear_steps(
+    layer: nn.Module, batches: Sequence[tuple[tuple, dict]], true_sequential: bool
+) -> list[list[str]]:
+    """Linears grouped into steps by shared input, in call order (q/k/v | o | gate/up | down)."""
+    linears = {n: m for n, m in layer.named_modules() if isinstance(m, nn.Linear)}
+    calls: list[tuple[str, int]] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, inp, _out, n=n: calls.append((n, inp[0].data_ptr())))
+        for n, m in linears.items()
+    ]
+    try:
+        args, kwargs = batches[0]
+        layer(*args, **kwargs)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    steps: list[list[str]] = []
+    last_ptr = None
+    for name, ptr in calls:
+        if name in (s for step in steps for s in step):
+            continue
+        if steps and ptr == last_ptr:
+            steps[-1].append(name)
+        else:
+            steps.append([name])
+        last_ptr = ptr
+    missing = [n for n in linears if n not in {s for step in steps for s in step}]
+    if missing:
+        steps.append(missing)  # never called on calibration data: quantized with an identity-like H
+    if not true_sequential:
+        return [[n for step in steps for n in step]]
+    return steps
+
+
+def _layer_out(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def quantize_model_(
+    model: nn.Module,
+    calib_ids: torch.Tensor,
+    opts: QuantOptions,
+    *,
+    method: str = "gptq",
+    batch_size: int = 8,
+    on_layer: Callable[[int, int, str], None] | None = None,
+) -> dict[str, QuantizedLinear]:
+    """Quantize every nn.Linear inside the decoder layers in place (weights replaced by dequantized
+    values), returning their packed tensors keyed by module path. calib_ids: (n, T) token ids."""
+    if method not in ("gptq", "rtn"):
+        raise QuantizeError(f"method={method!r}: expected 'gptq' or 'rtn'")
+    if calib_ids.dim() != 2 or calib_ids.numel() == 0:
+        raise QuantizeError(
+            f"calibration ids must be a non-empty (samples, tokens) tensor, got {tuple(calib_ids.shape)}"
+        )
+    model.eval()
+    prefix, layers = find_decoder_layers(model)
+    device = next(model.parameters()).device
+
+    # 1. Inputs of the first decoder layer, with the kwargs the model passes (masks, rotary cos/sin).
+    batches: list[tuple[tuple, dict]] = []
+
+    def capture(_m, args, kwargs):
+        batches.append((args, kwargs))
+        raise _Stop
+
+    handle = layers[0].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        for start in range(0, calib_ids.shape[0], batch_size):
+            with contextlib.suppress(_Stop):
+                model(calib_ids[start : start + batch_size].to(device), use_cache=False)
+    finally:
+        handle.remove()
+
+    packed: dict[str, QuantizedLinear] = {}
+    for li, layer in enumerate(layers):
+        steps = (
+            _linear_steps(layer, batches, opts.true_sequential)
+            if method == "gptq"
+            else [[n for n, m in layer.named_modules() if isinstance(m, nn.Linear)]]
+        )
+        modules = dict(layer.named_modules())
+        for step in steps:
+            hessians: dict[str, HessianAccumulator] = {}
+            if method == "gptq":
+                hooks = []
+                for name in step:
+                    lin = modules[name]
+                    acc = HessianAccumulator(lin.in_features, f"{prefix}.{li}.{name}", device)
+                    hessians[name] = acc
+                    hooks.append(lin.register_forward_hook(lambda _m, inp, _o, acc=acc: acc.add(inp[0])))
+                try:
+                    for args, kwargs in batches:
+                        layer(*args, **kwargs)
+                finally:
+                    for hk in hooks:
+                        hk.remove()
+            for name in step:
+                lin = modules[name]
+                full = f"{prefix}.{li}.{name}"
+                if method == "gptq":
+                    acc = hessians[name]
+                    h = acc.h if acc.n else torch.eye(lin.in_features, device=device)
+                    res = gptq_quantize(lin.weight, h, opts, full)
+                else:
+                    res = rtn_quantize(lin.weight, opts, full)
+                lin.weight.data = res.dequant.to(lin.weight.dtype)
+                packed[full] = res.pack(opts.bits, opts.zero_format, lin.bias)
+        # 2. This layer's outputs (through its quantized weights) feed the next layer.
+        batches = [((_layer_out(layer(*args, **kwargs)), *args[1:]), kwargs) for args, kwargs in batches]
+        if on_layer is not None:
+            on_layer(li + 1, len(layers), f"{prefix}.{li}")
+    return packed

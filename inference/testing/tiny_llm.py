@@ -1,0 +1,156 @@
+"""A tiny real language model for tests and benchmarks: BPE tokenizer + Llama trained on CPU.
+
+Boundary: plain text in, a HF-format model folder out (config.json, model.safetensors,
+tokenizer.json + tokenizer_config.json with a ChatML chat template). Used by the quantizer quality
+test, `benchmarks/gptq_quality.py`, and the serving tests (a model that actually predicts text).
+Nothing is downloaded: the tokenizer is trained here with `tokenizers` on the bundled corpus.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "samples" / "corpus"
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass
+class TinyConfig:
+    vocab_size: int = 512
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    seq_len: int = 128
+    steps: int = 150
+    batch_size: int = 16
+    lr: float = 3e-3
+    seed: int = 0
+    heldout_fraction: float = 0.1
+
+
+@dataclass
+class TinyLLM:
+    path: Path
+    model: torch.nn.Module  # transformers LlamaForCausalLM, float32, eval mode
+    tokenizer: object  # transformers PreTrainedTokenizerFast
+    train_ids: torch.Tensor  # (n,) int64 token ids of the training split
+    heldout_ids: torch.Tensor  # (m,) the held-out tail of the corpus
+    final_loss: float
+
+
+def corpus_text(corpus_dir: Path = SAMPLE_CORPUS) -> str:
+    files = sorted(Path(corpus_dir).glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(f"{corpus_dir}: no *.txt corpus files")
+    return "\n\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def train_tokenizer(text: str, vocab_size: int):
+    """Byte-level BPE trained on `text`, wrapped as a transformers fast tokenizer with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(text.split("\n"), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        unk_token=None,
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_model(cfg: TinyConfig, vocab_size: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=max(256, cfg.seq_len),
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=4,
+        pad_token_id=0,
+    )
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config)
+
+
+def windows(ids: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Non-overlapping (n, seq_len) windows of a 1-D id tensor (the tail is dropped)."""
+    n = ids.numel() // seq_len
+    return ids[: n * seq_len].view(n, seq_len)
+
+
+def train_tiny_llm(out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Path = SAMPLE_CORPUS) -> TinyLLM:
+    """Train the tokenizer and the model on the corpus, save both to `out_dir` (HF layout)."""
+    cfg = cfg or TinyConfig()
+    out_dir = Path(out_dir)
+    text = corpus_text(corpus_dir)
+    tokenizer = train_tokenizer(text, cfg.vocab_size)
+    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    split = int(ids.numel() * (1 - cfg.heldout_fraction))
+    train_ids, heldout_ids = ids[:split], ids[split:]
+    model = make_model(cfg, len(tokenizer))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    model.train()
+    loss_value = math.nan
+    for _ in range(cfg.steps):
+        starts = torch.randint(0, train_ids.numel() - cfg.seq_len - 1, (cfg.batch_size,), generator=gen)
+        batch = torch.stack([train_ids[s : s + cfg.seq_len] for s in starts.tolist()])  # (B, T)
+        loss = model(batch, labels=batch).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        loss_value = float(loss)
+    model.eval()
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "tiny_config.json").write_text(__import__("json").dumps(asdict(cfg), indent=2))
+    return TinyLLM(out_dir, model, tokenizer, train_ids, heldout_ids, loss_value)
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, ids: torch.Tensor, seq_len: int = 128, batch_size: int = 16) -> float:
+    """exp(mean next-token NLL) over non-overlapping windows of `ids`."""
+    model.eval()
+    data = windows(ids, seq_len)
+    total, count = 0.0, 0
+    for start in range(0, data.shape[0], batch_size):
+        batch = data[start : start + batch_size]
+        logits = model(batch).logits[:, :-1].float()  # (B, T-1, V)
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
+        )
+        total += float(nll)
+        count += batch[:, 1:].numel()
+    return math.exp(total / count)
