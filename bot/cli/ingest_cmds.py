@@ -64,6 +64,13 @@ def ingest(
 
 
 @app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Create or upgrade the database schema to the newest revision (the image runs this first)."""
+    store = open_corpus(settings_for(data_dir))
+    console.print(f"database at newest schema: {store.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command()
 def stats(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Counts of channels, posts, papers and chunks; last ingest time per source."""
     store = open_corpus(settings_for(data_dir))
