@@ -33,7 +33,7 @@ def ingest(
         locations, _ = expand(paths or [])
     with Progress(
         TextColumn("[bold]ingest[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=as_json or len(locations) < 2,
+        TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
     ) as progress:
         task = progress.add_task("", total=len(locations))
         printed: set[str] = set()
