@@ -148,6 +148,29 @@ class Store:
             )
             return set(rows)
 
+    def sample_texts(self, n: int, *, seed: int = 0) -> list[str]:
+        """Up to `n` texts drawn from posts and papers (full text, else abstract), e.g. for calibration.
+
+        A seeded shuffle in Python rather than ORDER BY random(), so the same store gives the same
+        sample; only ids are read for the shuffle.
+        """
+        import random
+
+        with self.session() as s:
+            post_ids = [("post", i) for i in s.scalars(select(Post.id).where(func.length(Post.text) > 0))]
+            paper_ids = [("paper", i) for i in s.scalars(select(Paper.id))]
+            pool = post_ids + paper_ids
+            texts: list[str] = []
+            for kind, row_id in random.Random(seed).sample(pool, min(n, len(pool))):
+                if kind == "post":
+                    texts.append(s.get(Post, row_id).text)
+                else:
+                    paper = s.get(Paper, row_id)
+                    text = paper.full_text or paper.abstract or paper.title or ""
+                    if text.strip():
+                        texts.append(text)
+            return texts
+
     def stats(self) -> dict[str, Any]:
         with self.session() as s:
             counts = {
