@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     llm_serve_device: str = Field("auto", description="serve-llm: auto, cpu or cuda[:N]")
     llm_serve_attention: str = Field("auto", description="serve-llm: auto (quantized kernel on CUDA), torch, quant")
 
+    # --- cross-posting (issue 6) -----------------------------------------------------------------
+    crosspost_lang: str = Field("en", description="crosspost: language to translate posts into")
+    crosspost_rules: Path | None = Field(
+        None, description="crosspost: TOML/YAML file overriding per-network rules (limits, counters, style)"
+    )
+    crosspost_glossary: Path | None = Field(
+        None, description="crosspost: glossary file, one 'term = translation' per line (or TOML/YAML)"
+    )
+
     # --- Telegram ----------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
     telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))

@@ -42,6 +42,28 @@ class IngestSummary:
 
 
 @dataclass
+class PostView:
+    """A stored post as plain values (cross-posting, the bot's post views)."""
+
+    id: int
+    channel: str
+    message_id: int | None
+    permalink: str | None
+    date: datetime | None
+    text: str
+    entities: list[dict[str, Any]]
+    links: list[str]
+    media: list[dict[str, Any]]
+
+
+def post_view(row: Post) -> PostView:
+    return PostView(
+        row.id, row.channel.username, row.message_id, row.permalink, row.date, row.text,
+        list(row.entities or []), list(row.links or []), list(row.media or []),
+    )
+
+
+@dataclass
 class SourceInfo:
     location: str
     format: str
@@ -138,6 +160,16 @@ class Store:
                 select(func.count()).select_from(Post).join(Source, Post.source_id == Source.id)
                 .where(Source.location == location)
             ) or 0
+
+    def get_post(self, channel: str, message_id: int) -> PostView | None:
+        """The post `t.me/<channel>/<message_id>`, or None when the store does not hold it."""
+        with self.session() as s:
+            row = s.scalar(
+                select(Post).join(Channel).where(
+                    Channel.username == channel.lstrip("@"), Post.message_id == message_id
+                ).order_by(Post.id).limit(1)
+            )
+            return post_view(row) if row else None
 
     def known_message_ids(self, username: str) -> set[int]:
         with self.session() as s:

@@ -1,0 +1,81 @@
+"""`research-bot crosspost SOURCE --to x,bluesky,... [--lang en] [--json]`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
+from bot.services import open_corpus
+from bot.settings import Settings
+from crosspost.llm import LLMConfig
+from crosspost.service import DEFAULT_TARGETS, convert
+
+
+def llm_config(settings: Settings) -> LLMConfig | None:
+    if not settings.llm_base_url:
+        return None
+    return LLMConfig(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key.get_secret_value(),
+        timeout_s=settings.llm_timeout_s,
+    )
+
+
+@app.command()
+def crosspost(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="https://t.me/<channel>/<id>, <channel>/<id>, a .txt/.md/.json file, or - for stdin"
+        ),
+    ],
+    to: Annotated[str, typer.Option("--to", help="Networks, comma-separated")] = ",".join(DEFAULT_TARGETS),
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="Target language [env: RESEARCH_BOT_CROSSPOST_LANG]")
+    ] = None,
+    restyle: Annotated[
+        bool, typer.Option("--restyle", help="Adapt the style per network with the LLM")
+    ] = False,
+    rules: Annotated[
+        Path | None, typer.Option("--rules", help="TOML/YAML file overriding per-network rules")
+    ] = None,
+    glossary: Annotated[
+        Path | None, typer.Option("--glossary", help="Glossary file: 'term = translation' lines")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, text, markdown or telegram-json")] = "auto",
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a Telegram post into ready-to-publish posts for other networks (translated when an LLM is set)."""
+    settings = settings_for(data_dir)
+    # A file or stdin needs no store; a permalink does (opening it also migrates a fresh data dir).
+    store = open_corpus(settings) if source != "-" and not Path(source.partition("#")[0]).is_file() else None
+    result = convert(
+        source,
+        targets=to.split(","),
+        lang=lang or settings.crosspost_lang,
+        store=store,
+        llm=llm_config(settings),
+        restyle=restyle,
+        rules_file=rules or settings.crosspost_rules,
+        glossary_file=glossary or settings.crosspost_glossary,
+        fmt=fmt,
+        stdin=sys.stdin,
+    )
+    if as_json:
+        print_json(result.to_json())
+        return
+    for notice in result.notices:
+        err_console.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
+    for name, target in result.targets.items():
+        flag = " translated" if target.translated else ""
+        console.rule(f"[bold]{name}[/bold] · {len(target.parts)} part(s){flag}")
+        for number, part in enumerate(target.parts, 1):
+            limit = f"/{part.limit}" if part.limit else ""
+            console.print(f"[dim][{number}] {part.length}{limit}[/dim]", highlight=False)
+            console.print(part.text, highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,176 @@
+"""The cross-posting API the CLI and the bot call: `convert(source, targets=..., lang=...)`.
+
+Order of work: everything that can be wrong with the input (networks, rules, glossary, the
+source itself) is checked first; then translation (or a cached one from the store), optional
+style, rendering and splitting per network; the store is written last, in one transaction, so
+a failure anywhere leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crosspost.htmlio import doc_from_html, doc_to_html
+from crosspost.llm import LLMConfig
+from crosspost.model import Doc, SourcePost
+from crosspost.parse import doc_from_source
+from crosspost.rules import load_rules
+from crosspost.sources import load_source
+from crosspost.targets import resolve
+from crosspost.targets.base import Part
+from crosspost.tokens import find_urls
+from crosspost.translate import detect_language, language_name, load_glossary, restyle_doc, translate_doc
+from rag.errors import CrosspostError, LLMError
+
+DEFAULT_TARGETS = ["x", "bluesky", "mastodon", "threads", "linkedin", "markdown"]
+TRANSLATION_ROW = "_translation"
+
+
+@dataclass
+class TargetResult:
+    name: str
+    parts: list[Part]
+    translated: bool
+    restyled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"parts": [p.to_json() for p in self.parts], "translated": self.translated}
+        if self.restyled:
+            out["restyled"] = True
+        return out
+
+
+@dataclass
+class ConversionResult:
+    source: str
+    lang: str
+    source_lang: str
+    targets: dict[str, TargetResult] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    translation_cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "targets": {name: result.to_json() for name, result in self.targets.items()},
+            "lang": self.lang,
+            "source_lang": self.source_lang,
+            "notices": self.notices,
+        }
+
+
+def source_hash(post: SourcePost) -> str:
+    key = json.dumps(
+        [post.text, post.entities, post.markdown], ensure_ascii=False, sort_keys=True, default=str
+    )
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def _only_links(doc: Doc) -> bool:
+    text = doc.plain()
+    for start, end in reversed(find_urls(text)):
+        text = text[:start] + text[end:]
+    anchors_are_text = any(s.url and not re.match(r"^\W*$", s.text) for s in doc.spans())
+    return not re.search(r"[^\W\d_]", text) and not anchors_are_text
+
+
+def convert(
+    source: str | SourcePost,
+    *,
+    targets: list[str] | None = None,
+    lang: str = "en",
+    store: Any = None,
+    llm: LLMConfig | None = None,
+    restyle: bool = False,
+    rules_file: Path | None = None,
+    glossary_file: Path | None = None,
+    fmt: str = "auto",
+    stdin: Any = None,
+) -> ConversionResult:
+    rules = load_rules(rules_file)
+    chosen = resolve(targets or DEFAULT_TARGETS, rules)
+    glossary = load_glossary(glossary_file)
+    lang = (lang or "en").strip().lower()
+    post = (
+        source if isinstance(source, SourcePost) else load_source(source, store=store, fmt=fmt, stdin=stdin)
+    )
+    doc = doc_from_source(post)
+    if not doc.plain().strip():
+        if post.media:
+            raise CrosspostError(
+                f"{post.origin}: the post is only media with no caption; nothing to cross-post"
+            )
+        raise CrosspostError(f"{post.origin}: the post is empty; nothing to cross-post")
+
+    result = ConversionResult(source=post.permalink or post.origin, lang=lang, source_lang="und")
+    words = doc.plain()
+    for start, end in reversed(find_urls(words)):
+        words = words[:start] + words[end:]
+    result.source_lang = detect_language(words)
+    digest = source_hash(post)
+    translation_key = hashlib.sha256(
+        (digest + json.dumps(glossary, sort_keys=True, ensure_ascii=False)).encode()
+    ).hexdigest()[:32]
+    new_rows: list[Any] = []
+
+    translated = False
+    if _only_links(doc):
+        result.notices.append("the post is only links: nothing to translate")
+    elif result.source_lang not in (lang, "und"):
+        cached = _cached_translation(store, translation_key, lang)
+        if cached is not None:
+            doc, translated, result.translation_cached = cached, True, True
+        elif llm is None:
+            result.notices.append(
+                f"translation skipped: no LLM endpoint configured (RESEARCH_BOT_LLM_BASE_URL); "
+                f"posts stay in {language_name(result.source_lang)}"
+            )
+        else:
+            doc = translate_doc(doc, result.source_lang, lang, llm, glossary)
+            translated = True
+            new_rows.append((translation_key, TRANSLATION_ROW, {"html": doc_to_html(doc)}))
+
+    for name, target, rule in chosen:
+        target_doc, restyled = doc, False
+        if restyle and llm is not None and rule.style:
+            try:
+                target_doc, restyled = restyle_doc(doc, rule.style, lang, llm), True
+            except LLMError as exc:
+                result.notices.append(f"{name}: style adaptation skipped ({exc})")
+        elif restyle and llm is None and not any("style adaptation" in n for n in result.notices):
+            result.notices.append("style adaptation skipped: no LLM endpoint configured")
+        parts = target.convert(target_doc, rule, post.permalink)
+        result.targets[name] = TargetResult(name, parts, translated, restyled)
+
+    if store is not None:
+        _save(store, post, digest, lang, result, new_rows)
+    return result
+
+
+def _cached_translation(store: Any, key: str, lang: str) -> Doc | None:
+    if store is None:
+        return None
+    from rag.store.conversions import find_conversion
+
+    row = find_conversion(store, key, TRANSLATION_ROW, lang)
+    if row is None or not isinstance(row.payload.get("html"), str):
+        return None
+    doc = doc_from_html(row.payload["html"])
+    return doc if doc.blocks else None
+
+
+def _save(
+    store: Any, post: SourcePost, digest: str, lang: str, result: ConversionResult, extra: list
+) -> None:
+    from rag.store.conversions import ConversionRow, save_conversions
+
+    rows = [ConversionRow(key, target, lang, payload, post.post_id) for key, target, payload in extra]
+    for name, target in result.targets.items():
+        payload = {"source": result.source, **target.to_json(), "source_lang": result.source_lang}
+        rows.append(ConversionRow(digest, name, lang, payload, post.post_id))
+    save_conversions(store, rows)

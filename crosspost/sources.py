@@ -1,0 +1,125 @@
+"""Reading what to convert: a stored post by permalink (`https://t.me/<channel>/<id>` or
+`<channel>/<id>`), a Telegram Desktop export message (`result.json#<id>` or a one-message JSON),
+a text or Markdown file, or stdin (`-`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from crosspost.model import SourcePost
+from rag.errors import CrosspostError
+
+PERMALINK = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|tgoop\.com)/(?:s/)?(?P<channel>[A-Za-z0-9_]{3,64})/(?P<id>\d+)/?(?:\?.*)?$",
+    re.I,
+)
+SHORT_REF = re.compile(r"^@?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,63})/(?P<id>\d+)$")
+MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown"}
+
+
+def parse_permalink(source: str) -> tuple[str, int] | None:
+    match = PERMALINK.match(source.strip()) or SHORT_REF.match(source.strip())
+    return (match.group("channel"), int(match.group("id"))) if match else None
+
+
+def load_source(source: str, *, store: Any = None, fmt: str = "auto", stdin: Any = None) -> SourcePost:
+    """`fmt`: auto | text | markdown | telegram-json (auto: by permalink shape, suffix, content)."""
+    if source == "-":
+        text = (stdin or sys.stdin).read()
+        return SourcePost(text=text, markdown=fmt == "markdown", origin="stdin")
+    path, _, fragment = source.partition("#")
+    if Path(path).is_file():
+        return _load_file(Path(path), fragment, fmt)
+    ref = parse_permalink(source)
+    if ref is not None:
+        return load_stored(*ref, store=store)
+    raise CrosspostError(
+        f"{source!r} is neither a file nor a post link (expected https://t.me/<channel>/<id>, "
+        "<channel>/<id>, a .txt/.md/.json file, or - for stdin)"
+    )
+
+
+def load_stored(channel: str, message_id: int, *, store: Any) -> SourcePost:
+    link = f"https://t.me/{channel}/{message_id}"
+    if store is None:
+        raise CrosspostError(f"{link}: no corpus store to read the post from")
+    view = store.get_post(channel, message_id)
+    if view is None:
+        raise CrosspostError(
+            f"{link} is not in the store (ingest that channel first: research-bot ingest <export or t.me/s/{channel}>)"
+        )
+    return SourcePost(
+        text=view.text,
+        entities=view.entities,
+        permalink=view.permalink or link,
+        channel=view.channel,
+        message_id=view.message_id,
+        date=view.date,
+        media=view.media,
+        origin=view.permalink or link,
+        post_id=view.id,
+    )
+
+
+def _load_file(path: Path, fragment: str, fmt: str) -> SourcePost:
+    try:
+        raw = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise CrosspostError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise CrosspostError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if fmt == "telegram-json" or (fmt == "auto" and path.suffix.lower() == ".json"):
+        return _from_export(path, raw, fragment)
+    markdown = fmt == "markdown" or (fmt == "auto" and path.suffix.lower() in MARKDOWN_SUFFIXES)
+    return SourcePost(text=raw, markdown=markdown, origin=str(path))
+
+
+def _from_export(path: Path, raw: str, fragment: str) -> SourcePost:
+    from ingest.parsers.telegram_json import message_to_record
+
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CrosspostError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
+    if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        messages = [
+            m for m in data["messages"] if isinstance(m, dict) and m.get("type", "message") == "message"
+        ]
+        channel = str(data.get("username") or "") or None
+        if fragment:
+            chosen = [m for m in messages if str(m.get("id")) == fragment]
+            if not chosen:
+                raise CrosspostError(f"{path}: no message with id {fragment} in this export")
+        elif len(messages) == 1:
+            chosen = messages
+        else:
+            raise CrosspostError(
+                f"{path}: the export holds {len(messages)} messages; pick one with {path}#<id>"
+            )
+        message = chosen[0]
+    elif isinstance(data, dict) and ("text" in data or "text_entities" in data):
+        message, channel = data, None
+    else:
+        raise CrosspostError(f"{path}: not a Telegram Desktop export (no messages[] and no message text)")
+    try:
+        record = message_to_record(message, channel or "", None)
+    except (TypeError, ValueError) as exc:
+        raise CrosspostError(f"{path}: message is malformed ({exc})") from exc
+    if record is None:
+        raise CrosspostError(f"{path}: that message is a service message, not a post")
+    permalink = record.permalink if channel else None
+    return SourcePost(
+        text=record.text,
+        entities=record.entities,
+        permalink=permalink,
+        channel=channel,
+        message_id=record.message_id,
+        date=record.date,
+        media=record.media,
+        origin=f"{path}#{record.message_id}" if record.message_id is not None else str(path),
+    )

@@ -1,0 +1,201 @@
+"""Splitting rendered text into parts that each fit a network's limit by its own counter.
+
+Breaks are ranked: paragraph, line, sentence, clause, word, then grapheme (only for a "word" that
+alone is longer than a part, e.g. a hash). A break never falls inside a protected range (URL,
+mention, hashtag, code span, number with its unit) nor inside a grapheme cluster (ZWJ emoji,
+combining marks). Each part is the longest that fits at the coarsest level whose part is not
+shorter than `min_part`; every part is measured with its `i/n` suffix (and, for the first part,
+the link to the original post) before it is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grapheme
+
+from crosspost.tokens import find_tokens
+from rag.errors import CrosspostError
+
+SENTENCE_END = re.compile(r"[.!?…。！？][\"'»”)\]]*$")
+CLAUSE_END = re.compile(r"[,;:，；：][\"'»”)\]]*$")
+DASHES = "—–"
+LEVELS = ("paragraph", "line", "sentence", "clause", "word", "grapheme")
+
+
+@dataclass(frozen=True)
+class Piece:
+    start: int  # body range in the rendered text
+    end: int
+
+
+@dataclass(frozen=True)
+class _Break:
+    end: int  # the part before ends here
+    next: int  # the next part starts here
+    level: int
+
+
+def _grapheme_starts(text: str) -> list[int]:
+    starts, pos = [], 0
+    for cluster in grapheme.graphemes(text):
+        starts.append(pos)
+        pos += len(cluster)
+    return starts
+
+
+def find_breaks(text: str, protected: list[tuple[int, int]]) -> tuple[list[_Break], list[int]]:
+    """All allowed breaks (sorted by position) and the lower bound of any counter's length
+    for each prefix (graphemes outside URLs count 1, a URL counts at least 1)."""
+    blocked = bytearray(len(text) + 1)
+    ranges = list(protected) + [t.span for t in find_tokens(text, units=True)]
+    for start, end in ranges:
+        if end - start > 1:
+            blocked[start + 1 : end] = b"\x01" * (end - start - 1)
+    starts = _grapheme_starts(text)
+    is_start = bytearray(len(text) + 1)
+    for s in starts:
+        is_start[s] = 1
+    is_start[len(text)] = 1
+
+    low = [0] * (len(text) + 1)
+    url_cover = bytearray(len(text) + 1)
+    for token in find_tokens(text, units=False):
+        if token.kind == "url":
+            url_cover[token.start + 1 : token.end] = b"\x01" * (token.end - token.start - 1)
+    for i in range(len(text)):
+        low[i + 1] = low[i] + (1 if is_start[i] and not url_cover[i] else 0)
+
+    breaks: list[_Break] = []
+    i = 0
+    line_start = 0
+    n = len(text)
+    while i < n:
+        if text[i].isspace():
+            j = i
+            while j < n and text[j].isspace():
+                j += 1
+            level = _ws_level(text, i, j, line_start)
+            if level is not None and i > 0 and j < n and not blocked[i] and not blocked[j]:
+                breaks.append(_Break(i, j, level))
+            if "\n" in text[i:j]:
+                line_start = j
+            i = j
+            continue
+        if i > 0 and is_start[i] and not blocked[i] and not text[i - 1].isspace():
+            breaks.append(_Break(i, i, 5))
+        i += 1
+    return breaks, low
+
+
+def _ws_level(text: str, a: int, b: int, line_start: int) -> int | None:
+    gap = text[a:b]
+    before = text[line_start:a]
+    if "\n" in gap:
+        if 0 < len(before) <= 40 and not re.search(r"[.!?…:;,)»\"]$", before):
+            return 4  # after a short title line ("📊 Данные"): keep the title with its section
+        return 0 if gap.count("\n") >= 2 else 1
+    if not re.search(r"\s", before) and len(before) <= 4:
+        return None  # never leave a bullet ("📌", "1.", "•") alone at the end of a part
+    if SENTENCE_END.search(before):
+        return 2
+    if CLAUSE_END.search(before) or text[b : b + 1] in DASHES or before[-1:] in DASHES:
+        return 3
+    return 4
+
+
+def split_text(
+    text: str,
+    protected: list[tuple[int, int]],
+    count: Callable[[str], int],
+    limit: int,
+    *,
+    min_part: int = 0,
+    numbering: bool = True,
+    first_extra: str = "",
+    network: str = "",
+) -> list[Piece]:
+    """Body ranges of the parts; `text` must be non-empty after stripping."""
+    if count(text.strip() + first_extra) <= limit:
+        return [Piece(*_strip(text, 0, len(text)))]
+    breaks, low = find_breaks(text, protected)
+    estimate = 9
+    while True:
+        suffix = f"\n{estimate}/{estimate}" if numbering else ""
+        pieces = _greedy(text, breaks, low, count, limit, min_part, suffix, first_extra, network)
+        if len(pieces) <= estimate or not numbering:
+            return pieces
+        estimate = estimate * 10 + 9
+
+
+def _strip(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def _greedy(text, breaks, low, count, limit, min_part, suffix, first_extra, network) -> list[Piece]:
+    pieces: list[Piece] = []
+    pos, _ = _strip(text, 0, len(text))
+    end_of_text = _strip(text, 0, len(text))[1]
+    index = 0  # first break after pos
+    cache: dict[tuple[int, int], int] = {}
+
+    def length(a: int, b: int, extra: str) -> int:
+        key = (a, b)
+        if key not in cache:
+            cache[key] = count(text[a:b] + extra + suffix)
+        return cache[key]
+
+    while pos < end_of_text:
+        extra = first_extra if not pieces else ""
+        if length(pos, end_of_text, extra) <= limit:
+            pieces.append(Piece(pos, end_of_text))
+            break
+        while index < len(breaks) and breaks[index].end <= pos:
+            index += 1
+        # Candidates whose body could fit at all: any counter counts at least `low` units.
+        stop = index
+        while stop < len(breaks) and low[breaks[stop].end] - low[pos] <= limit:
+            stop += 1
+        window = breaks[index:stop]
+        chosen: _Break | None = None
+        for level in range(len(LEVELS)):
+            candidates = [b for b in window if b.level <= level]
+            best = _farthest_fitting(candidates, lambda b, e=extra, p=pos: length(p, b.end, e) <= limit)
+            if best is None:
+                continue
+            chosen = best
+            if count(text[pos : best.end]) >= min_part:
+                break
+        if chosen is None:
+            raise CrosspostError(_too_long_message(text, pos, breaks, index, network, limit, count))
+        pieces.append(Piece(pos, chosen.end))
+        pos = chosen.next
+    return pieces
+
+
+def _farthest_fitting(candidates: list[_Break], fits: Callable[[_Break], bool]) -> _Break | None:
+    """Binary search for the last fitting candidate (length grows with the end), then verified."""
+    lo, hi, best = 0, len(candidates) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fits(candidates[mid]):
+            best, lo = candidates[mid], mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def _too_long_message(text, pos, breaks, index, network, limit, count) -> str:
+    end = breaks[index].end if index < len(breaks) else len(text)
+    piece = text[pos:end]
+    shown = piece if len(piece) <= 60 else piece[:57] + "…"
+    return (
+        f"{network or 'target'}: {shown!r} ({count(piece)} by this network's count) cannot be split and "
+        f"does not fit in one part (limit {limit}); shorten it or raise the limit in the rules file"
+    )
