@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "bot.cli.bot_cmds",
     "bot.cli.llm_cmds",
     "bot.cli.crosspost_cmds",
+    "bot.cli.quantize_cmds",
 ]
 
 

@@ -1,0 +1,73 @@
+"""`research-bot quantize MODEL_DIR OUT_DIR`: GPTQ-quantize a model on text sampled from the corpus.
+
+The corpus store supplies the calibration text (posts and papers), so the model is calibrated on
+the domain it will answer about; `inference.gptq.quantize` does the work and never sees posts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
+from bot.services import open_corpus
+from rag.errors import ConfigError
+
+
+@app.command()
+def quantize(
+    model_dir: Annotated[Path, typer.Argument(help="Hugging Face model folder (Llama/Qwen/Mistral layout)")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the GPTQ checkpoint to")],
+    bits: Annotated[int, typer.Option(help="Bits per weight: 2, 3, 4 or 8")] = 4,
+    group_size: Annotated[int, typer.Option("--group-size", help="Columns per scale group; -1: per channel")] = 128,
+    act_order: Annotated[bool, typer.Option("--act-order", help="Quantize columns by decreasing activation energy")] = False,
+    sym: Annotated[bool, typer.Option("--sym/--asym", help="Symmetric (zero at mid-range) or asymmetric grid")] = True,
+    calib_samples: Annotated[int, typer.Option("--calib-samples", help="Calibration windows")] = 128,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per calibration window")] = 512,
+    damp_percent: Annotated[float, typer.Option("--damp", help="Hessian dampening, fraction of its mean diagonal")] = 0.01,
+    checkpoint_format: Annotated[str, typer.Option("--format", help="gptq (v1 zeros, widely read) or gptq_v2")] = "gptq",
+    rtn: Annotated[bool, typer.Option("--rtn", help="Round-to-nearest instead of GPTQ (the baseline)")] = False,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Quantize MODEL_DIR to a GPTQ checkpoint in OUT_DIR, calibrated on posts and papers of the corpus."""
+    from inference.gptq.quantize import QuantOptions, quantize_folder
+
+    if checkpoint_format not in ("gptq", "gptq_v2"):
+        raise ConfigError(f"--format {checkpoint_format!r}: expected gptq or gptq_v2")
+    if calib_samples <= 0:
+        raise ConfigError(f"--calib-samples {calib_samples}: must be positive")
+    opts = QuantOptions(
+        bits=bits, group_size=group_size, sym=sym, act_order=act_order, damp_percent=damp_percent,
+        zero_format="v1" if checkpoint_format == "gptq" else "v2",
+    )
+    store = open_corpus(settings_for(data_dir))
+    # Enough texts to fill the windows: posts are short, so oversample and let the tokenizer cut.
+    texts = store.sample_texts(max(calib_samples * 8, 64))
+    if not texts:
+        raise ConfigError("the corpus is empty, nothing to calibrate on: run `research-bot ingest` first")
+    with Progress(
+        TextColumn("[bold]quantize[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
+    ) as progress:
+        task = progress.add_task("calibrating", total=None)
+
+        def on_layer(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, total=total, description=name)
+
+        summary = quantize_folder(
+            model_dir, out_dir, texts, opts, calib_samples=calib_samples, seq_len=seq_len,
+            method="rtn" if rtn else "gptq", on_layer=on_layer,
+        )
+    summary["texts"] = len(texts)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"wrote {summary['layers']} quantized layers ({bits}-bit, group {group_size}, {summary['method']}) to "
+        f"{out_dir}, calibrated on {summary['calib_samples']} windows of {summary['seq_len']} tokens",
+        highlight=False,
+    )
