@@ -58,7 +58,9 @@ class QuantLinear(nn.Module):
         if backend == "auto":
             return "triton" if self.qweight.is_cuda and self.bits in KERNEL_BITS else "torch"
         if backend == "triton" and self.bits not in KERNEL_BITS:
-            raise InferenceError(f"{self.name}: {self.bits}-bit weights have no Triton kernel; use backend='torch'")
+            raise InferenceError(
+                f"{self.name}: {self.bits}-bit weights have no Triton kernel; use backend='torch'"
+            )
         return backend
 
     @classmethod
@@ -82,8 +84,13 @@ class QuantLinear(nn.Module):
             gs = in_features if qc.group_size == -1 else qc.group_size
             g_idx = (torch.arange(in_features, device=tensors["qweight"].device) // gs).to(torch.int32)
         layer = QuantizedLinear(
-            qweight=tensors["qweight"], qzeros=tensors["qzeros"], scales=tensors["scales"],
-            g_idx=g_idx.to(torch.int32), bits=qc.bits, zero_format=qc.zero_format, bias=tensors.get("bias"),
+            qweight=tensors["qweight"],
+            qzeros=tensors["qzeros"],
+            scales=tensors["scales"],
+            g_idx=g_idx.to(torch.int32),
+            bits=qc.bits,
+            zero_format=qc.zero_format,
+            bias=tensors.get("bias"),
         ).validate(name)
         if (layer.in_features, layer.out_features) != (in_features, out_features):
             raise CheckpointError(
@@ -94,33 +101,54 @@ class QuantLinear(nn.Module):
         return cls(layer, backend=backend, name=name)
 
     def to_quantized(self) -> QuantizedLinear:
-        return QuantizedLinear(self.qweight, self.qzeros, self.scales, self.g_idx, bits=self.bits,
-                               zero_format=self.zero_format, bias=self.bias)
+        return QuantizedLinear(
+            self.qweight,
+            self.qzeros,
+            self.scales,
+            self.g_idx,
+            bits=self.bits,
+            zero_format=self.zero_format,
+            bias=self.bias,
+        )
 
     def dense_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(N, K) dequantized weight, cached per (storage, dtype) for the torch path."""
         key = (self.qweight.data_ptr(), self.qweight.device, dtype)
         if self._dense is None or self._dense[0] != key:
-            w = dequantize_weight(self.qweight, self.qzeros, self.scales, self.g_idx, bits=self.bits,
-                                  zero_format=self.zero_format)
+            w = dequantize_weight(
+                self.qweight,
+                self.qzeros,
+                self.scales,
+                self.g_idx,
+                bits=self.bits,
+                zero_format=self.zero_format,
+            )
             self._dense = (key, w.to(dtype))
         return self._dense[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (..., K) -> (..., N)
         if x.shape[-1] != self.in_features:
-            raise InferenceError(f"{self.name}: input has {x.shape[-1]} features, expected {self.in_features}")
+            raise InferenceError(
+                f"{self.name}: input has {x.shape[-1]} features, expected {self.in_features}"
+            )
         if self.backend == "torch":
             bias = None if self.bias is None else self.bias.to(x.dtype)
             return F.linear(x, self.dense_weight(x.dtype), bias)
         xin = x if x.dtype in (torch.float16, torch.bfloat16) else x.to(torch.float16)
         y = int4_matmul(
-            xin.contiguous(), self.qweight, self.qzeros, self.scales,
+            xin.contiguous(),
+            self.qweight,
+            self.qzeros,
+            self.scales,
             self.g_idx if self.act_order else None,
             None if self.bias is None else self.bias.to(xin.dtype).contiguous(),
-            bits=self.bits, zero_format=self.zero_format,
+            bits=self.bits,
+            zero_format=self.zero_format,
         )
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
-                f"groups={self.scales.shape[0]}, act_order={self.act_order}, backend={self.backend}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
+            f"groups={self.scales.shape[0]}, act_order={self.act_order}, backend={self.backend}"
+        )

@@ -22,14 +22,26 @@ def quantize(
     model_dir: Annotated[Path, typer.Argument(help="Hugging Face model folder (Llama/Qwen/Mistral layout)")],
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the GPTQ checkpoint to")],
     bits: Annotated[int, typer.Option(help="Bits per weight: 2, 3, 4 or 8")] = 4,
-    group_size: Annotated[int, typer.Option("--group-size", help="Columns per scale group; -1: per channel")] = 128,
-    act_order: Annotated[bool, typer.Option("--act-order", help="Quantize columns by decreasing activation energy")] = False,
-    sym: Annotated[bool, typer.Option("--sym/--asym", help="Symmetric (zero at mid-range) or asymmetric grid")] = True,
+    group_size: Annotated[
+        int, typer.Option("--group-size", help="Columns per scale group; -1: per channel")
+    ] = 128,
+    act_order: Annotated[
+        bool, typer.Option("--act-order", help="Quantize columns by decreasing activation energy")
+    ] = False,
+    sym: Annotated[
+        bool, typer.Option("--sym/--asym", help="Symmetric (zero at mid-range) or asymmetric grid")
+    ] = True,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="Calibration windows")] = 128,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per calibration window")] = 512,
-    damp_percent: Annotated[float, typer.Option("--damp", help="Hessian dampening, fraction of its mean diagonal")] = 0.01,
-    checkpoint_format: Annotated[str, typer.Option("--format", help="gptq (v1 zeros, widely read) or gptq_v2")] = "gptq",
-    rtn: Annotated[bool, typer.Option("--rtn", help="Round-to-nearest instead of GPTQ (the baseline)")] = False,
+    damp_percent: Annotated[
+        float, typer.Option("--damp", help="Hessian dampening, fraction of its mean diagonal")
+    ] = 0.01,
+    checkpoint_format: Annotated[
+        str, typer.Option("--format", help="gptq (v1 zeros, widely read) or gptq_v2")
+    ] = "gptq",
+    rtn: Annotated[
+        bool, typer.Option("--rtn", help="Round-to-nearest instead of GPTQ (the baseline)")
+    ] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -41,7 +53,11 @@ def quantize(
     if calib_samples <= 0:
         raise ConfigError(f"--calib-samples {calib_samples}: must be positive")
     opts = QuantOptions(
-        bits=bits, group_size=group_size, sym=sym, act_order=act_order, damp_percent=damp_percent,
+        bits=bits,
+        group_size=group_size,
+        sym=sym,
+        act_order=act_order,
+        damp_percent=damp_percent,
         zero_format="v1" if checkpoint_format == "gptq" else "v2",
     )
     store = open_corpus(settings_for(data_dir))
@@ -50,8 +66,13 @@ def quantize(
     if not texts:
         raise ConfigError("the corpus is empty, nothing to calibrate on: run `research-bot ingest` first")
     with Progress(
-        TextColumn("[bold]quantize[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
+        TextColumn("[bold]quantize[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
     ) as progress:
         task = progress.add_task("calibrating", total=None)
 
@@ -59,8 +80,14 @@ def quantize(
             progress.update(task, completed=done, total=total, description=name)
 
         summary = quantize_folder(
-            model_dir, out_dir, texts, opts, calib_samples=calib_samples, seq_len=seq_len,
-            method="rtn" if rtn else "gptq", on_layer=on_layer,
+            model_dir,
+            out_dir,
+            texts,
+            opts,
+            calib_samples=calib_samples,
+            seq_len=seq_len,
+            method="rtn" if rtn else "gptq",
+            on_layer=on_layer,
         )
     summary["texts"] = len(texts)
     if as_json:

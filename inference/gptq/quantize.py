@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -343,12 +343,20 @@ def quantize_model_(
 
 # --- folder to folder ----------------------------------------------------------------------------
 COPY_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-    "generation_config.json", "chat_template.jinja", "vocab.json", "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "generation_config.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
 )
 
 
-def calibration_ids(tokenizer, texts: Sequence[str], *, samples: int, seq_len: int, seed: int = 0) -> torch.Tensor:
+def calibration_ids(
+    tokenizer, texts: Sequence[str], *, samples: int, seq_len: int, seed: int = 0
+) -> torch.Tensor:
     """(n, seq_len) windows drawn at random from the concatenated, EOS-separated texts."""
     eos = tokenizer.eos_token_id
     ids: list[int] = []
@@ -381,20 +389,21 @@ def quantize_folder(
 ) -> dict:
     """Quantize a HF causal-LM folder (Llama/Qwen/Mistral layout) into a GPTQ checkpoint folder."""
     import json
-    from pathlib import Path as _Path
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from inference.errors import CheckpointError
     from inference.gptq.format import QuantConfig, write_checkpoint
 
-    model_dir, out_dir = _Path(model_dir), _Path(out_dir)
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
     cfg_path = model_dir / "config.json"
     if not cfg_path.is_file():
         raise CheckpointError(f"{model_dir}: no config.json (is this a Hugging Face model folder?)")
     config = json.loads(cfg_path.read_text())
     if "quantization_config" in config:
-        raise QuantizeError(f"{model_dir}: the model is already quantized ({config['quantization_config'].get('quant_method')})")
+        raise QuantizeError(
+            f"{model_dir}: the model is already quantized ({config['quantization_config'].get('quant_method')})"
+        )
     if out_dir.resolve() == model_dir.resolve():
         raise QuantizeError("OUT_DIR must differ from MODEL_DIR")
     seq_len = min(seq_len, int(config.get("max_position_embeddings", seq_len)))
@@ -407,17 +416,38 @@ def quantize_folder(
     ids = calibration_ids(tokenizer, texts, samples=calib_samples, seq_len=seq_len)
     layers = quantize_model_(model, ids, opts, method=method, on_layer=on_layer)
     quantized = {f"{name}.{suffix}" for name in layers for suffix in ("weight", "bias")}
-    tensors = {k: v.to(torch.float16) if v.is_floating_point() else v
-               for k, v in model.state_dict().items() if k not in quantized}
+    tensors = {
+        k: v.to(torch.float16) if v.is_floating_point() else v
+        for k, v in model.state_dict().items()
+        if k not in quantized
+    }
     if config.get("tie_word_embeddings"):
         tensors.pop("lm_head.weight", None)
     quant = QuantConfig(
-        bits=opts.bits, group_size=opts.group_size, desc_act=opts.act_order, sym=opts.sym,
-        damp_percent=opts.damp_percent, true_sequential=opts.true_sequential,
+        bits=opts.bits,
+        group_size=opts.group_size,
+        desc_act=opts.act_order,
+        sym=opts.sym,
+        damp_percent=opts.damp_percent,
+        true_sequential=opts.true_sequential,
         checkpoint_format="gptq" if opts.zero_format == "v1" else "gptq_v2",
     )
     config = {**config, "torch_dtype": "float16"}
-    write_checkpoint(out_dir, config=config, quant=quant, layers=layers, tensors=tensors,
-                     copy_from=model_dir, copy_files=COPY_FILES)
-    return {"out_dir": str(out_dir), "layers": len(layers), "calib_samples": int(ids.shape[0]),
-            "seq_len": seq_len, "bits": opts.bits, "group_size": opts.group_size, "method": method}
+    write_checkpoint(
+        out_dir,
+        config=config,
+        quant=quant,
+        layers=layers,
+        tensors=tensors,
+        copy_from=model_dir,
+        copy_files=COPY_FILES,
+    )
+    return {
+        "out_dir": str(out_dir),
+        "layers": len(layers),
+        "calib_samples": int(ids.shape[0]),
+        "seq_len": seq_len,
+        "bits": opts.bits,
+        "group_size": opts.group_size,
+        "method": method,
+    }
