@@ -24,7 +24,6 @@ from inference.model import ModelConfig, Transformer, rope_frequencies, torch_at
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_GPTQ_BITS = (4,)  # the int4 Triton kernel; other widths would run dequantized only
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -114,11 +113,14 @@ def _quant_config(path: Path, hf_config: dict[str, Any]) -> dict[str, Any] | Non
         raise ModelFolderError(
             f"{path / 'config.json'}: quantization method {method!r} is not supported; use gptq"
         )
+    # Widths the Triton matmul handles; 3-bit has no kernel, so it is refused rather than served
+    # through a dense dequantized copy at fp16 memory cost.
+    from inference.kernels.int4_matmul import KERNEL_BITS
+
     bits = qcfg.get("bits")
-    if bits not in SUPPORTED_GPTQ_BITS:
+    if bits not in KERNEL_BITS:
         raise ModelFolderError(
-            f"{path}: {source} has bits={bits}; the int4 kernels support bits "
-            f"{', '.join(map(str, SUPPORTED_GPTQ_BITS))}"
+            f"{path}: {source} has bits={bits}; the GPTQ kernels support bits {', '.join(map(str, KERNEL_BITS))}"
         )
     return qcfg
 
@@ -169,7 +171,9 @@ def pick_attention(device: str, choice: str = "auto"):
     if choice == "torch" or (choice == "auto" and not device.startswith("cuda")):
         return torch_attention, "torch"
     try:
-        from inference.kernels.quant_attention import attention as quant_attention
+        # attention_auto: the Triton kernel for head_dim <= 128 on CUDA (or under TRITON_INTERPRET=1 in
+        # fp16), full-precision attention otherwise, with one warning.
+        from inference.kernels.quant_attention import attention_auto
     except ImportError as exc:
         if choice == "quant":
             raise InferenceError(f"quantized attention kernel unavailable: {exc}") from None
@@ -177,7 +181,7 @@ def pick_attention(device: str, choice: str = "auto"):
         return torch_attention, "torch"
 
     def attn(q, k, v, *, causal, kv_lens=None):
-        return quant_attention(q, k, v, causal=causal, kv_lens=kv_lens)
+        return attention_auto(q, k, v, causal=causal, kv_lens=kv_lens)
 
     return attn, "quant"
 
@@ -245,6 +249,8 @@ def _swap_quant_linears(model: Transformer, tensors: dict[str, torch.Tensor], fo
                     continue
                 prefix = f"model.layers.{i}.{parent_name}.{lin}"
                 if f"{prefix}.qweight" not in tensors:
+                    if f"{prefix}.weight" in tensors:  # some tools leave sensitive layers unquantized
+                        continue
                     raise CheckpointError(f"{folder.path}: GPTQ checkpoint lacks tensor {prefix}.qweight")
                 dense: nn.Linear = getattr(parent, lin)
                 quant = QuantLinear.from_checkpoint_tensors(

@@ -9,6 +9,7 @@ runs in its own thread; its events reach the request's asyncio queue via `call_s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -99,6 +100,7 @@ class Served:
     tokenizer: ChatTokenizer
     name: str
     attention: str
+    weights: str  # "gptq-4bit" or the dense dtype, reported by /health
 
 
 def load_served(cfg: ServerConfig) -> Served:
@@ -119,7 +121,8 @@ def load_served(cfg: ServerConfig) -> Served:
     model, folder, attn = load_model(folder, device=device, dtype=dtype, attention=cfg.attention)
     engine = Engine(model, tokenizer, EngineConfig(cfg.max_batch, max_context, cfg.max_queue, device, dtype))
     name = cfg.served_name or folder.path.resolve().name
-    return Served(engine, tokenizer, name, attn)
+    weights = f"gptq-{folder.quant['bits']}bit" if folder.quant else str(dtype).removeprefix("torch.")
+    return Served(engine, tokenizer, name, attn, weights)
 
 
 def create_app(
@@ -162,18 +165,21 @@ def create_app(
 
     @app.middleware("http")
     async def _auth(request: Request, call_next):
-        if api_key and request.url.path.startswith("/v1/"):
-            if request.headers.get("authorization", "") != f"Bearer {api_key}":
-                return error_response(
-                    APIError(
-                        401, "invalid or missing API key (Authorization: Bearer ...)", code="invalid_api_key"
-                    )
-                )
+        authorized = request.headers.get("authorization", "") == f"Bearer {api_key}"
+        if api_key and request.url.path.startswith("/v1/") and not authorized:
+            message = "invalid or missing API key (Authorization: Bearer ...)"
+            return error_response(APIError(401, message, code="invalid_api_key"))
         return await call_next(request)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, "attention": served.attention, **engine.stats()}
+        return {
+            "status": "ok",
+            "model": name,
+            "attention": served.attention,
+            "weights": served.weights,
+            **engine.stats(),
+        }
 
     @app.get("/v1/models")
     async def models() -> ModelList:
@@ -193,10 +199,8 @@ def create_app(
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
         def on_event(ev: Event) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # loop closed: server shutting down
                 loop.call_soon_threadsafe(queue.put_nowait, ev)
-            except RuntimeError:  # loop closed: server shutting down
-                pass
 
         params = SamplingParams(
             max_tokens=max_tokens,

@@ -92,17 +92,43 @@ def train_tokenizer(path: Path, *, vocab_size: int = 300, chat_template: str | N
 
 
 def tiny_served_model(
-    path: Path, *, family: str = "llama", chat_template: str | None = CHAT_TEMPLATE
+    path: Path,
+    *,
+    family: str = "llama",
+    chat_template: str | None = CHAT_TEMPLATE,
+    max_position_embeddings: int = 1024,
 ) -> Path:
     """Tokenizer + random model whose vocab matches it; special tokens' output rows are zeroed so
     greedy decoding never ends early by chance (a random row would be the argmax now and then)."""
     fast = train_tokenizer(path, chat_template=chat_template)
     eos = fast.convert_tokens_to_ids("<|im_end|>")
-    model = tiny_hf_model(family, vocab_size=len(fast), eos_token_id=eos, max_position_embeddings=256)
+    model = tiny_hf_model(
+        family, vocab_size=len(fast), eos_token_id=eos, max_position_embeddings=max_position_embeddings
+    )
     with torch.no_grad():
         for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
             model.lm_head.weight[fast.convert_tokens_to_ids(special)] = 0.0
     save_hf(model, path)
     cfg = json.loads((path / "config.json").read_text())
     assert cfg["eos_token_id"] == eos
+    return path
+
+
+def build_served_folder(
+    path: Path,
+    *,
+    family: str = "llama",
+    bits: int = 4,
+    group_size: int = 32,
+    max_position_embeddings: int = 1024,
+) -> Path:
+    """The serving tests' model: tiny_served_model quantized to GPTQ with our own quantizer
+    (calibrated on the tokenizer corpus), tokenizer and chat template copied alongside."""
+    from inference.gptq.quantize import QuantOptions, quantize_folder
+
+    src = path.parent / f"{path.name}-fp32"
+    tiny_served_model(src, family=family, max_position_embeddings=max_position_embeddings)
+    quantize_folder(
+        src, path, CORPUS * 8, QuantOptions(bits=bits, group_size=group_size), calib_samples=8, seq_len=32
+    )
     return path

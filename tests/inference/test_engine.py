@@ -1,0 +1,106 @@
+"""Engine: KV-cache decoding equals full recomputation, continuous batching, sampling, limits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference.engine import ContextLengthError, Engine, EngineConfig, QueueFullError, SamplingParams, sample
+from inference.loader import load_model
+from tests.inference._llm_helpers import save_hf, tiny_hf_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = save_hf(tiny_hf_model("qwen2", seed=3), tmp_path_factory.mktemp("engine"))
+    return load_model(path)[0]
+
+
+def greedy_by_recompute(model, prompt: list[int], n: int) -> list[int]:
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            seq.append(int(model(torch.tensor([seq]))[0, -1].argmax()))
+    return seq[len(prompt) :]
+
+
+def run_all(engine: Engine, events: dict) -> None:
+    while any(not e or e[-1].finish_reason is None for e in events.values()):
+        engine.step()
+
+
+def test_kv_cache_decoding_equals_full_recompute(model):
+    engine = Engine(model, None, EngineConfig(max_batch=2, max_context=128))
+    prompt = [5, 17, 99, 3, 250, 41]
+    ids, _, finish = engine.generate(prompt, SamplingParams(max_tokens=24, temperature=0))
+    assert finish == "length" and len(ids) == 24
+    assert ids == greedy_by_recompute(model, prompt, 24)
+
+
+def test_requests_join_a_running_batch_and_match_solo_runs(model):
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [12], [13, 14, 15, 16], [200, 201]]
+    params = SamplingParams(max_tokens=10, temperature=0)
+    solo = [
+        Engine(model, None, EngineConfig(max_batch=1, max_context=64)).generate(p, params)[0] for p in prompts
+    ]
+    engine = Engine(model, None, EngineConfig(max_batch=3, max_context=64))
+    events: dict[int, list] = {}
+    for i, prompt in enumerate(prompts[:2]):
+        events[i] = []
+        engine.submit(prompt, params, events[i].append)
+    for _ in range(4):  # the first two are mid-generation when the others arrive
+        engine.step()
+    for i, prompt in enumerate(prompts[2:], start=2):
+        events[i] = []
+        engine.submit(prompt, params, events[i].append)
+    assert engine.stats()["waiting"] == 3
+    engine.step()
+    assert engine.stats()["running"] == 3  # one slot was free: one joined, two still wait
+    run_all(engine, events)
+    got = [[t for e in events[i] for t in e.token_ids] for i in range(len(prompts))]
+    assert got == solo
+    assert engine.stats()["free_slots"] == 3
+
+
+def test_queue_is_bounded(model):
+    engine = Engine(model, None, EngineConfig(max_batch=1, max_context=64, max_queue=2))
+    for _ in range(3):  # one for the free slot, two for the queue
+        engine.submit([1, 2], SamplingParams(max_tokens=2), lambda e: None)
+    with pytest.raises(QueueFullError, match="max_queue 2"):
+        engine.submit([1, 2], SamplingParams(max_tokens=2), lambda e: None)
+
+
+def test_context_limit(model):
+    engine = Engine(model, None, EngineConfig(max_batch=1, max_context=16))
+    with pytest.raises(ContextLengthError, match="16"):
+        engine.submit(list(range(16)), SamplingParams(), lambda e: None)
+    ids, _, finish = engine.generate(list(range(10)), SamplingParams(max_tokens=100, temperature=0))
+    assert finish == "length" and len(ids) == 6  # prompt + completion fill the 16 positions
+
+
+def test_stop_token_ids_and_cancel_free_the_slot(model):
+    engine = Engine(model, None, EngineConfig(max_batch=1, max_context=64))
+    first = engine.generate([7, 8, 9], SamplingParams(max_tokens=5, temperature=0))[0]
+    ids, _, finish = engine.generate(
+        [7, 8, 9], SamplingParams(max_tokens=5, temperature=0, stop_token_ids=(first[2],))
+    )
+    assert finish == "stop" and ids == first[:3]
+    events: list = []
+    req = engine.submit([7, 8, 9], SamplingParams(max_tokens=50), events.append)
+    engine.step()
+    engine.cancel(req)
+    engine.step()
+    assert events[-1].finish_reason == "cancelled" and engine.stats()["free_slots"] == 1
+    assert engine.stats()["cancelled"] == 1
+
+
+def test_sampling_filters_and_seed():
+    logits = torch.tensor([0.0, 3.0, 2.9, -1.0, 1.0])
+    gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    assert {sample(logits, SamplingParams(top_k=1), gen(i)) for i in range(20)} == {1}
+    # top_p=0.5: token 1 alone holds < 0.5 of the mass, so tokens 1 and 2 remain
+    assert {sample(logits, SamplingParams(top_p=0.5), gen(i)) for i in range(50)} == {1, 2}
+    assert {sample(logits, SamplingParams(temperature=0), gen(i)) for i in range(5)} == {1}
+    draws = [sample(logits, SamplingParams(temperature=1.5), gen(11)) for _ in range(3)]
+    assert len(set(draws)) == 1
+    assert len({sample(logits, SamplingParams(temperature=2.0), gen(i)) for i in range(60)}) >= 4
