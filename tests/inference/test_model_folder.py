@@ -52,7 +52,7 @@ def test_unsupported_rope_scaling(tmp_path, llama_dir):
     for f in llama_dir.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
     edit_config(tmp_path, rope_parameters=None, rope_scaling={"type": "longrope", "factor": 2.0})
-    with pytest.raises(InferenceError, match="longrope.*supported: default, linear, llama3, yarn"):
+    with pytest.raises(InferenceError, match=r"longrope.*supported: default, linear, llama3, yarn"):
         inspect_folder(tmp_path)
 
 
@@ -81,7 +81,7 @@ def test_unsupported_gptq_bits(tmp_path, llama_dir):
     for f in llama_dir.iterdir():
         (tmp_path / f.name).write_bytes(f.read_bytes())
     edit_config(tmp_path, quantization_config={"quant_method": "gptq", "bits": 3, "group_size": 128})
-    with pytest.raises(InferenceError, match="bits=3.*support bits 2, 4, 8"):
+    with pytest.raises(InferenceError, match=r"bits=3.*support bits 2, 4, 8"):
         inspect_folder(tmp_path)
 
 
