@@ -1,0 +1,213 @@
+"""Running the real bot (create_bot + create_dispatcher + long polling) against the emulator.
+
+Also fakes with the services' method names (`FakeRag`, `FakeCrosspost`) for behaviour that does
+not depend on retrieval quality: pacing, splitting, rate limits, bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from bot.app import create_bot, create_dispatcher
+from bot.corpus_ops import CorpusOps
+from bot.services import Services
+from bot.settings import Settings
+from tests.bot.emulator import Emulator
+
+ADMIN = 777
+TELEGRAM_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "a",
+    "code",
+    "pre",
+    "blockquote",
+    "tg-spoiler",
+    "span",
+    "tg-emoji",
+}
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "telegram_bot_token": "123456:TEST-token",
+        "telegram_api_url": "http://127.0.0.1:1",
+        "telegram_admin_ids": [ADMIN],
+        "stream_edit_interval_s": 0.3,
+        "rate_limit_messages": 50,
+        "rate_limit_window_s": 60.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running_bot(
+    services: Services, *, drafts: bool = True, **overrides: Any
+) -> AsyncIterator[Emulator]:
+    emulator = Emulator(drafts=drafts)
+    await emulator.start()
+    settings = services.settings.model_copy(update={"telegram_api_url": emulator.base_url, **overrides})
+    services = Services(
+        settings, services.store, services.rag, services.crosspost, CorpusOps(services.store, services.rag)
+    )
+    bot = create_bot(settings)
+    dispatcher = create_dispatcher(settings, services)
+    task = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False, polling_timeout=1))
+    try:
+        await emulator.wait_for(lambda: emulator.sent("getMe"))
+        yield emulator
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await bot.session.close()
+        await emulator.stop()
+
+
+class HtmlCheck(HTMLParser):
+    """Parses Telegram HTML; `errors` lists unknown tags, unbalanced closes and unclosed tags."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.links: list[str] = []
+        self.text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in TELEGRAM_TAGS:
+            self.errors.append(f"tag <{tag}> not allowed")
+        if tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unbalanced </{tag}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+def check_html(text: str) -> HtmlCheck:
+    parser = HtmlCheck()
+    parser.feed(text)
+    parser.close()
+    if parser.stack:
+        parser.errors.append(f"unclosed {parser.stack}")
+    # Telegram rejects a bare "<" or "&" in text: each must start a tag or an entity.
+    for match in re.finditer(r"<(?!/?[a-z-]+(?:\s[^<>]*)?>)|&(?!#?\w+;)", text):
+        parser.errors.append(f"unescaped {match.group()!r} at {match.start()}")
+    return parser
+
+
+# --- fakes ---------------------------------------------------------------------------------------
+@dataclass
+class FakeCitation:
+    n: int
+    url: str | None
+    channel: str | None
+    date: str | None
+    quote: str
+    post_id: int | None = None
+    title: str | None = None
+
+
+@dataclass
+class FakeAnswer:
+    answer: str
+    mode: str = "extractive"
+    abstained: bool = False
+    citations: list[FakeCitation] = field(default_factory=list)
+    notice: str | None = None
+
+
+@dataclass
+class FakeRag:
+    """RagService's method names; answers are scripted: `text` streamed in `chunks` pieces."""
+
+    text: str = "SageAttention quantizes Q and K to INT8 [1]. It keeps PV in FP16 [2]."
+    chunks: int = 4
+    delay_s: float = 0.0
+    forgotten: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    syncs: int = 0
+
+    def answer(self) -> FakeAnswer:
+        return FakeAnswer(
+            self.text,
+            citations=[
+                FakeCitation(
+                    1, "https://t.me/quant_chan/12", "quant_chan", "2025-04-28", "INT8 <Q,K> & more", 1
+                ),
+                FakeCitation(
+                    2, "https://arxiv.org/abs/2410.02367", None, None, "FP16 PV", None, "SageAttention"
+                ),
+            ],
+        )
+
+    async def stream_answer(self, question: str, *, memory_key: str):
+        self.questions.append(question)
+        step = max(1, len(self.text) // self.chunks)
+        for i in range(0, len(self.text), step):
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            yield self.text[i : i + step]
+        yield self.answer()
+
+    def ask(self, question: str, *, memory_key: str) -> FakeAnswer:
+        return self.answer()
+
+    def forget(self, memory_key: str) -> None:
+        self.forgotten.append(memory_key)
+
+    def sync(self) -> None:
+        self.syncs += 1
+
+    def reindex(self) -> None:
+        self.syncs += 1
+
+
+@dataclass
+class FakeCrosspost:
+    calls: list[Any] = field(default_factory=list)
+
+    def convert(self, source: Any, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append((source, kwargs))
+        text = str(source)
+        return {
+            "source": text,
+            "targets": {
+                "x": {
+                    "parts": [{"text": text[:270], "length": len(text[:270]), "limit": 280}],
+                    "translated": False,
+                },
+                "linkedin": {
+                    "parts": [{"text": text, "length": len(text), "limit": 3000}],
+                    "translated": False,
+                },
+            },
+        }
+
+
+def fake_services(settings: Settings, store: Any, rag: Any = None, crosspost: Any = None) -> Services:
+    rag = rag or FakeRag()
+    return Services(settings, store, rag, crosspost or FakeCrosspost(), CorpusOps(store, rag))
