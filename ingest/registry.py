@@ -53,13 +53,19 @@ def register(cls: type) -> type:
     return cls
 
 
+_DISCOVERED: list[bool] = []  # set once every parser module was imported
+
+
 def parsers() -> list[Parser]:
-    if not _PARSERS:
+    # A flag, not `not _PARSERS`: importing one parser module directly (ingest.live imports
+    # tme_preview) registers it early and must not stop the others from being discovered.
+    if not _DISCOVERED:
         import ingest.parsers as package
 
         for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
             importlib.import_module(f"{package.__name__}.{module.name}")
-        _PARSERS.sort(key=lambda p: getattr(p, "priority", 50))
+        _DISCOVERED.append(True)
+    _PARSERS.sort(key=lambda p: getattr(p, "priority", 50))
     return _PARSERS
 
 
