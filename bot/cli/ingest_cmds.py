@@ -19,6 +19,9 @@ def ingest(
     all_sources: Annotated[bool, typer.Option("--all", help="Re-run every source ingested before")] = False,
     channel: Annotated[str | None, typer.Option(help="Channel username for sources that do not name one")] = None,
     force: Annotated[bool, typer.Option(help="Re-parse sources even when their bytes are unchanged")] = False,
+    fetch_papers: Annotated[bool, typer.Option(
+        "--fetch-papers", help="Then fetch title, authors and abstract of arXiv paper stubs (needs network)",
+    )] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -48,6 +51,10 @@ def ingest(
             report = reingest_all(store, force=force, on_source=on_source)
         else:
             report = ingest_locations(store, paths or [], channel_hint=channel, force=force, on_source=on_source)
+    if fetch_papers:  # after the ingest: a failure is one more report line, the ingest is kept
+        from ingest.arxiv import fetch_papers_into
+
+        fetch_papers_into(report, store, api_url=settings.arxiv_api_url)
     if as_json:
         print_json({
             "new": report.summary.new, "updated": report.summary.updated,
