@@ -15,6 +15,13 @@ def open_corpus(settings: Settings) -> Store:
     return open_store(settings.resolved_database_url)
 
 
+def build_rag(settings: Settings, store: Store) -> Any:
+    """The retrieval and answer service (rag.service.RagService); the model loads on first use."""
+    from rag.service import build_rag as _build
+
+    return _build(settings, store)
+
+
 # --- the bot's services (bot/handlers receive these by name) -----------------------------------
 @dataclass
 class Services:

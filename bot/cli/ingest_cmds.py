@@ -22,6 +22,7 @@ def ingest(
     fetch_papers: Annotated[bool, typer.Option(
         "--fetch-papers", help="Then fetch title, authors and abstract of arXiv paper stubs (needs network)",
     )] = False,
+    index: Annotated[bool, typer.Option("--index/--no-index", help="Update the search indexes afterwards")] = True,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -66,8 +67,35 @@ def ingest(
             if error not in printed:
                 err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False, soft_wrap=True)
         console.print(report.summary.line(), highlight=False)
+    if index:
+        _sync_indexes(settings, store, quiet=as_json)
     if not report.ok:
         raise typer.Exit(code=2)
+
+
+def _sync_indexes(settings, store, *, quiet: bool = False):
+    """Chunk and index what the ingest stored (incremental: only new/changed chunks are embedded)."""
+    from bot.services import build_rag
+
+    rag = build_rag(settings, store)
+    result = rag.sync_report()
+    if not quiet:
+        if result.message:
+            err_console.print(f"[yellow]{result.message}[/yellow]", highlight=False, soft_wrap=True)
+        console.print(
+            f"indexed: +{result.added} / -{result.removed} chunks ({result.embedded} embedded, "
+            f"{result.seconds:.1f} s)", highlight=False,
+        )
+    return rag
+
+
+# The demo's questions over the bundled sample corpus: one Russian, one English (cross-lingual:
+# the posts are Russian), answered extractively so the demo needs no LLM.
+DEMO_QUESTIONS = [
+    "Как в Hogwild! организуют KV-кэш для нескольких потоков?",
+    "How much faster is SageAttention than FlashAttention2?",
+    "Что такое exposure bias в диффузионных моделях?",
+]
 
 
 @app.command()
@@ -102,8 +130,17 @@ def demo(data_dir: DataDir = None) -> None:
     console.print(f"[bold]Ingested the sample corpus[/bold] ({SAMPLE_CORPUS}): {report.summary.line()}")
     for error in report.errors:
         err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
+    settings = settings.model_copy(update={"llm_base_url": None})  # the demo answers extractively
+    rag = _sync_indexes(settings, store)
     result = store.stats()
     console.print(
         f"channels {result['channels']}, posts {result['posts']}, papers {result['papers']}, "
         f"chunks {result['chunks']}", highlight=False,
     )
+    for question in DEMO_QUESTIONS:
+        answer = rag.ask(question)
+        console.print(f"\n[bold]Q: {question}[/bold]", highlight=False)
+        console.print(answer.answer, highlight=False, soft_wrap=True, markup=False)
+        for c in answer.citations:
+            console.print(f"  [{c.n}] {c.url or c.channel}", highlight=False, markup=False)
+    console.print("\nAsk your own: research-bot ask \"...\" or research-bot chat", highlight=False)

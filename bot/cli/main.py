@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "bot.cli.ingest_cmds",
     "bot.cli.bot_cmds",
     "bot.cli.llm_cmds",
+    "bot.cli.rag_cmds",
     "bot.cli.crosspost_cmds",
     "bot.cli.quantize_cmds",
 ]

