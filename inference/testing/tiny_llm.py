@@ -131,7 +131,7 @@ def train_tiny_llm(out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Pat
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
     model.eval()
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
