@@ -116,15 +116,19 @@ def split_text(
     numbering: bool = True,
     first_extra: str = "",
     network: str = "",
+    prefix: list[int] | None = None,
 ) -> list[Piece]:
-    """Body ranges of the parts; `text` must be non-empty after stripping."""
-    if count(text.strip() + first_extra) <= limit:
-        return [Piece(*_strip(text, 0, len(text)))]
+    """Body ranges of the parts; `text` must be non-empty after stripping. `prefix` (see
+    `counters.prefix_lengths`) speeds up the search; every part is still measured with `count`."""
     breaks, low = find_breaks(text, protected)
+    prefix = prefix if prefix is not None and len(prefix) == len(text) + 1 else None
+    a, b = _strip(text, 0, len(text))
+    if low[b] - low[a] <= limit and count(text[a:b] + first_extra) <= limit:
+        return [Piece(a, b)]
     estimate = 9
     while True:
         suffix = f"\n{estimate}/{estimate}" if numbering else ""
-        pieces = _greedy(text, breaks, low, count, limit, min_part, suffix, first_extra, network)
+        pieces = _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_extra, network)
         if len(pieces) <= estimate or not numbering:
             return pieces
         estimate = estimate * 10 + 9
@@ -138,40 +142,58 @@ def _strip(text: str, a: int, b: int) -> tuple[int, int]:
     return a, b
 
 
-def _greedy(text, breaks, low, count, limit, min_part, suffix, first_extra, network) -> list[Piece]:
+def _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_extra, network) -> list[Piece]:
     pieces: list[Piece] = []
-    pos, _ = _strip(text, 0, len(text))
-    end_of_text = _strip(text, 0, len(text))[1]
+    pos, end_of_text = _strip(text, 0, len(text))
     index = 0  # first break after pos
-    cache: dict[tuple[int, int], int] = {}
+    cache: dict[tuple[int, int, bool], int] = {}
+    tail = {True: count(first_extra + suffix), False: count(suffix)}
 
-    def length(a: int, b: int, extra: str) -> int:
-        key = (a, b)
+    def fits(a: int, b: int, first: bool) -> bool:
+        """Exact: the part as it will be posted, measured by the network's counter."""
+        if low[b] - low[a] > limit:  # every counter counts at least `low`: no need to measure
+            return False
+        key = (a, b, first)
         if key not in cache:
-            cache[key] = count(text[a:b] + extra + suffix)
-        return cache[key]
+            cache[key] = count(text[a:b] + (first_extra if first else "") + suffix)
+        return cache[key] <= limit
+
+    def estimate_fits(a: int, b: int, first: bool) -> bool:
+        if prefix is None:
+            return fits(a, b, first)
+        return prefix[b] - prefix[a] + tail[first] <= limit
 
     while pos < end_of_text:
-        extra = first_extra if not pieces else ""
-        if length(pos, end_of_text, extra) <= limit:
+        first = not pieces
+        if estimate_fits(pos, end_of_text, first) and fits(pos, end_of_text, first):
             pieces.append(Piece(pos, end_of_text))
             break
         while index < len(breaks) and breaks[index].end <= pos:
             index += 1
-        # Candidates whose body could fit at all: any counter counts at least `low` units.
         stop = index
         while stop < len(breaks) and low[breaks[stop].end] - low[pos] <= limit:
             stop += 1
         window = breaks[index:stop]
+        # Whether a part fits depends only on where it ends, so one binary search over all
+        # candidates finds the farthest fitting end; each level then takes its last break before it.
+        farthest = _farthest_fitting(window, lambda brk, p=pos, f=first: estimate_fits(p, brk.end, f))
         chosen: _Break | None = None
-        for level in range(len(LEVELS)):
-            candidates = [b for b in window if b.level <= level]
-            best = _farthest_fitting(candidates, lambda b, e=extra, p=pos: length(p, b.end, e) <= limit)
-            if best is None:
-                continue
-            chosen = best
-            if count(text[pos : best.end]) >= min_part:
-                break
+        if farthest is not None:
+            for level in range(len(LEVELS)):
+                best = next((b for b in reversed(window) if b.level <= level and b.end <= farthest.end), None)
+                if best is None:
+                    continue
+                chosen = best
+                size = (prefix[best.end] - prefix[pos]) if prefix is not None else count(text[pos : best.end])
+                if size >= min_part:
+                    break
+            # The estimate chose; the exact counter decides. Step back while the part does not fit.
+            while chosen is not None and not fits(pos, chosen.end, first):
+                level = chosen.level
+                earlier = [b for b in window if b.end < chosen.end]
+                chosen = next((b for b in reversed(earlier) if b.level <= level), None) or (
+                    earlier[-1] if earlier else None
+                )
         if chosen is None:
             raise CrosspostError(_too_long_message(text, pos, breaks, index, network, limit, count))
         pieces.append(Piece(pos, chosen.end))
@@ -180,7 +202,7 @@ def _greedy(text, breaks, low, count, limit, min_part, suffix, first_extra, netw
 
 
 def _farthest_fitting(candidates: list[_Break], fits: Callable[[_Break], bool]) -> _Break | None:
-    """Binary search for the last fitting candidate (length grows with the end), then verified."""
+    """Binary search for the last fitting candidate (length grows with the end)."""
     lo, hi, best = 0, len(candidates) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2

@@ -21,12 +21,13 @@ MENTION = re.compile(r"(?<![\w@/.])@[A-Za-z0-9_]{3,32}\b")
 HASHTAG = re.compile(r"(?<![\w#&/])#\w*[^\W\d]\w*")
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
 CODE_SPAN = re.compile(r"`[^`\n]+`")
-# A number and the unit that follows it ("2.1 раза", "16 GB", "256px", "2 308 токенов", "~2.5M").
+# A number and the unit that follows it ("2.1 раза", "16 GB", "256px", "2 308 токенов", "~2.5M");
+# digit runs longer than 15 are hashes or ids, not quantities, and may be cut like any long word.
 NUMBER_UNIT = re.compile(
-    r"(?<![\w.,])[~≈±]?\d+(?:[.,]\d+)*(?:[ \u00a0\u202f]\d{3}\b)*"
+    r"(?<![\w.,])[~≈±]?\d{1,15}(?:[.,]\d{1,15})*(?!\d)(?:[ \u00a0\u202f]\d{3}\b)*"
     r"(?:[ \u00a0\u202f]?(?:%|°C?|×|x\b|[^\W\d_]{1,12}\b))?"
 )
-NUMBER = re.compile(r"(?<![\w.,])[~≈±]?\d+(?:[.,]\d+)*(?:[%×x]|[KMBGTkm]\b)?(?![\w])")
+NUMBER = re.compile(r"(?<![\w.,])[~≈±]?\d{1,15}(?:[.,]\d{1,15})*(?!\d)(?:[%×x]|[KMBGTkm]\b)?(?![\w])")
 # Terms and model names: letters with digits (INT8, H100, Qwen-2.5VL, o4-mini), CamelCase
 # (SageAttention, FlashAttention2), ALLCAPS (DPO, GRPO), joined by -./+ (SD3/FLUX).
 LATIN_WORD = re.compile(r"(?<![\w])[A-Za-z][A-Za-z0-9]*(?:[-./+_][A-Za-z0-9]+)*(?![\w])")

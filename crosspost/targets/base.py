@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from crosspost.counters import make_counter
+from crosspost.counters import make_counter, prefix_lengths
 from crosspost.model import Doc
 from crosspost.render import PlainStyle, Rendered, render_plain
 from crosspost.rules import Rules
@@ -63,6 +63,7 @@ class PlainTarget:
             numbering=rules.numbering,
             first_extra=extra,
             network=self.name,
+            prefix=prefix_lengths(rules.counter, rendered.text, rules.url_length),
         )
         parts = []
         for number, piece in enumerate(pieces, 1):
