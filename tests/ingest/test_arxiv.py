@@ -10,15 +10,19 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
-from ingest.arxiv import complete_paper_stubs, fetch_papers_into, parse_atom
+from ingest.arxiv import complete_paper_stubs, fetch_arxiv, fetch_papers_into, parse_atom
 from ingest.pipeline import ingest_locations
 from rag.errors import IngestError
 from rag.store.models import Paper, Post, PostPaper
 from rag.store.papers import arxiv_stub_ids
 from tests.ingest.exports import message, write_export
+from tests.ingest.fuzz import mutations
 
 ENTRIES = {
     "2410.02367": (
@@ -199,3 +203,30 @@ def test_cli_fetch_papers_offline_keeps_the_ingest_and_exits_2(tmp_path, monkeyp
     with pytest.raises(SystemExit) as again:
         main(["stats", "--json", "--data-dir", str(tmp_path / "d")])
     assert again.value.code in (0, None) and '"posts": 1' in capsys.readouterr().out
+
+
+# --- property tests: whatever arXiv answers, only IngestError comes out ---------------------------
+
+VALID_FEED = atom(["2410.02367", "2210.17323", "bad"]).encode()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.binary(max_size=600), mutations(VALID_FEED)))
+def test_any_feed_only_raises_ingest_error(data):
+    try:
+        papers = parse_atom(data.decode("utf-8", "replace"))
+    except IngestError as exc:
+        assert "\n" not in str(exc).strip()
+        return
+    assert all(p.arxiv_id and p.url == f"https://arxiv.org/abs/{p.arxiv_id}" for p in papers)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([200, 200, 404, 503]), st.one_of(st.binary(max_size=300), mutations(VALID_FEED)))
+def test_any_http_answer_only_raises_ingest_error(status, body):
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+    with httpx.Client(transport=transport) as client:
+        try:
+            fetch_arxiv(["2410.02367"], client=client, api_url="https://export.arxiv.org/api/query")
+        except IngestError as exc:
+            assert "\n" not in str(exc).strip()

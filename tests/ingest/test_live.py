@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import socket
 
+import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from ingest.live import channel_page_url, fetch_channel
@@ -121,3 +124,51 @@ def test_http_errors_and_missing_channel_are_one_line():
         url = f"http://127.0.0.1:{server.server_port}/s/{CH}"
         with pytest.raises(IngestError, match="no public posts"):
             fetch_channel(url, known_ids=set(), delay_s=0)
+
+
+# --- property tests: whatever t.me answers, fetching only ever raises IngestError -----------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([200, 200, 200, 302, 404, 429, 500]), st.binary(max_size=600)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_any_answer_only_raises_ingest_error(answers):
+    calls = iter(answers * 60)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, body = next(calls)
+        headers = {"Retry-After": "0"} if status == 429 else {}
+        return httpx.Response(status, content=body, headers=headers)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        try:
+            batch = fetch_channel(
+                f"https://t.me/s/{CH}", known_ids=set(), delay_s=0, client=client, max_pages=5
+            )
+        except IngestError as exc:
+            assert "\n" not in str(exc)
+            return
+    assert all(p.channel == CH for p in batch.posts)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=15), st.sets(st.integers(1, 60), max_size=5))
+def test_paging_terminates_and_never_repeats_a_request(ids_on_first_page, known):
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        before = request.url.params.get("before")
+        top = int(before) if before else max(ids_on_first_page) + 1
+        ids = sorted({i for i in ids_on_first_page if i < top} or {max(1, top - 1)})
+        return httpx.Response(200, text=page(CH, "КПД", [post(CH, i, f"пост {i}") for i in ids]))
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        batch = fetch_channel(f"https://t.me/s/{CH}", known_ids=known, delay_s=0, client=client)
+    assert len(seen) == len(set(seen)) <= 50
+    assert len({p.message_id for p in batch.posts}) == len(batch.posts)

@@ -4,6 +4,8 @@ bad PDFs as one line, and a paper replacing the stub a post linked to."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from ingest.parsers.papers import PdfPaper, TextPaper, split_authors
@@ -12,6 +14,7 @@ from ingest.registry import RawSource, detect
 from rag.errors import IngestError
 from rag.store.models import Paper, PostPaper
 from tests.ingest.exports import message, write_export
+from tests.ingest.fuzz import check_parser, mutations
 from tests.ingest.pdfs import encrypt_pdf, make_pdf
 
 FIRST_PAGE = [
@@ -186,3 +189,31 @@ def test_folder_with_pdf_markdown_and_a_broken_pdf(store, tmp_path):
     assert (
         report.summary.new == 2 and len(report.errors) == 1 and "c.pdf: cannot read PDF" in report.errors[0]
     )
+
+
+# --- property tests: random, truncated and mutated input only ever gives IngestError ----------------
+
+VALID_PDF = make_pdf([FIRST_PAGE, ["Second page."]], info={"Title": "T", "Author": "A B"})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=1500))
+def test_random_bytes_as_pdf_only_raise_ingest_error(data):
+    check_parser(PdfPaper(), b"%PDF-1.4\n" + data, "fuzzed.pdf")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_truncated_and_mutated_pdfs_only_raise_ingest_error(data):
+    batch = check_parser(PdfPaper(), data.draw(mutations(VALID_PDF)), "fuzzed.pdf")
+    assert batch is None or (len(batch.papers) == 1 and batch.papers[0].full_text)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(st.binary(max_size=800), mutations(MARKDOWN.encode())),
+    st.sampled_from(["fuzzed.md", "fuzzed.txt"]),
+)
+def test_random_and_mutated_text_papers_only_raise_ingest_error(data, name):
+    batch = check_parser(TextPaper(), data, name)
+    assert batch is None or len(batch.papers) == 1

@@ -6,15 +6,28 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from ingest.clean import clean_text
+from ingest.html_text import clean_with_entities
 from ingest.parsers.telegram_html import TelegramHtmlExport, parse_export_date
 from ingest.pipeline import ingest_locations
 from ingest.registry import RawSource, detect
 from rag.errors import IngestError
 from rag.store.models import Channel, Paper, Post, PostPaper
-from tests.ingest.html_exports import file_card, message, photo, reactions, service, write_html_export
+from tests.ingest.fuzz import check_parser, html_soup, mutations
+from tests.ingest.html_exports import (
+    HEAD,
+    TAIL,
+    file_card,
+    message,
+    photo,
+    reactions,
+    service,
+    write_html_export,
+)
 
 MSK = timezone(timedelta(hours=3))
 RICH = (
@@ -219,3 +232,103 @@ def test_bad_pages_give_one_line(tmp_path, cut, problem):
     with pytest.raises(IngestError) as info:
         TelegramHtmlExport().parse(RawSource(str(path), data))
     assert problem in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+# --- property tests: random, truncated and mutated input only ever gives IngestError ----------------
+
+_VALID = None
+
+
+def _valid_export() -> bytes:
+    global _VALID
+    if _VALID is None:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _VALID = (_export(Path(tmp)) / "messages.html").read_bytes()
+    return _VALID
+
+
+FRAGMENTS = [
+    '<div class="message default clearfix" id="message5">',
+    '<div class="message default clearfix joined" id="message6">',
+    '<div class="message service" id="message7">',
+    '<div class="body">',
+    '<div class="forwarded body">',
+    '<div class="from_name">',
+    '<div class="text">',
+    '<div class="reply_to details">',
+    '<a href="#go_to_message3" onclick="return GoToMessage(3)">',
+    '<div class="pull_right date details" title="',
+    "28.04.2025 23:54:00 UTC+03:00",
+    '">',
+    "</div>",
+    "</a>",
+    "<br>",
+    "<strong>",
+    "</strong>",
+    "<pre>",
+    "</pre>",
+    '<a href="https://arxiv.org/abs/2401.00001">',
+    '<a href="" onclick="return ShowHashtag(&quot;x&quot;)">',
+    '<span class="reactions"><span class="reaction"><span class="emoji">👍</span><span class="count">x7',
+    '<div class="media_wrap clearfix"><a class="photo_wrap clearfix pull_left" href="p.jpg">',
+    '<div class="signature details">',
+    "🔥",
+    "&amp;",
+    "\n   ",
+    "\u00a0",
+    "\r",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_random_bytes_only_raise_ingest_error(data):
+    check_parser(TelegramHtmlExport(), data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_truncated_and_mutated_exports_only_raise_ingest_error(data):
+    check_parser(TelegramHtmlExport(), data.draw(mutations(_valid_export())))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(html_soup(FRAGMENTS))
+def test_random_markup_in_a_history_only_raises_ingest_error(body):
+    page = HEAD.format(title="X") + body + TAIL
+    check_parser(TelegramHtmlExport(), page.encode("utf-8", "surrogatepass"))
+
+
+def _is_subsequence(small: str, big: str) -> bool:
+    chars = iter(big)
+    return all(ch in chars for ch in small)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_clean_with_entities_matches_clean_text_and_moves_offsets(data):
+    text = data.draw(st.text(alphabet=st.sampled_from(list("ab 𝔘\n\r\t\u00a0\u2028ё")), max_size=40))
+    boundaries = [0]
+    for ch in text:
+        boundaries.append(boundaries[-1] + (2 if ord(ch) > 0xFFFF else 1))
+    spans = data.draw(
+        st.lists(st.tuples(st.sampled_from(boundaries), st.sampled_from(boundaries)), max_size=5)
+    )
+    entities = [{"type": "bold", "offset": min(a, b), "length": abs(a - b)} for a, b in spans if a != b]
+    cleaned, moved = clean_with_entities(text, entities)
+    assert cleaned == clean_text(text)
+    units = cleaned.encode("utf-16-le")
+    original = text.encode("utf-16-le")
+    for entity in moved:
+        assert entity["length"] > 0 and entity["offset"] + entity["length"] <= len(units) // 2
+    # Each entity, moved alone, covers a cleaned subsequence of what it covered before.
+    for before in entities:
+        for after in clean_with_entities(text, [before])[1]:
+            old = original[2 * before["offset"] : 2 * (before["offset"] + before["length"])].decode(
+                "utf-16-le"
+            )
+            new = units[2 * after["offset"] : 2 * (after["offset"] + after["length"])].decode("utf-16-le")
+            assert new and _is_subsequence(new, old.replace("\u00a0", " ").replace("\r", "\n"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from ingest.clean import clean_text
@@ -14,6 +16,7 @@ from ingest.pipeline import ingest_locations
 from ingest.registry import RawSource, detect
 from rag.errors import IngestError
 from rag.store.models import Channel, Paper, Post, PostPaper
+from tests.ingest.fuzz import check_parser, html_soup, mutations
 from tests.ingest.tme_pages import emoji, page, photo, post, reaction
 
 CH = "quant_prune_distill"
@@ -62,6 +65,16 @@ def _page(tmp_path):
     path = tmp_path / "quant_prune_distill.html"
     path.write_text(page(CH, "КПД", posts, before=475), encoding="utf-8")
     return path
+
+
+VALID_PAGE = page(
+    CH,
+    "КПД",
+    [
+        post(CH, 475, RICH, author="Denis", edited=True, reactions=reaction("👍", "1.2K")),
+        post(CH, 476, "Ответ", forwarded="CV Time", reply_to=475, media=UNSUPPORTED),
+    ],
+).encode()
 
 
 def test_every_field_is_stored_with_permalinks(store, tmp_path):
@@ -178,3 +191,57 @@ def test_bad_pages_give_one_line(tmp_path, mutate, problem):
     with pytest.raises(IngestError) as info:
         TmePreviewPage().parse(RawSource("saved.html", data))
     assert problem in str(info.value) and "saved.html" in str(info.value)
+
+
+# --- property tests: random, truncated and mutated input only ever gives IngestError ----------------
+
+FRAGMENTS = [
+    f'<div class="tgme_widget_message js-widget_message" data-post="{CH}/5">',
+    '<div class="tgme_widget_message service_message" data-post="x/1">',
+    f'data-post="{CH}/abc"',
+    '<div class="tgme_widget_message_text js-message_text">',
+    "</div>",
+    "<br/>",
+    "<b>",
+    "</b>",
+    "<pre>",
+    '<a href="?q=%23tag">',
+    '<a href="https://t.me/x">@x</a>',
+    "</a>",
+    '<tg-emoji emoji-id="1">',
+    '<i class="emoji"><b>👍</b></i>',
+    '<span class="tgme_widget_message_views">',
+    "1.2K",
+    "9.9M",
+    "</span>",
+    '<time datetime="2025-04-28T20:54:00+00:00">',
+    '<time datetime="garbage">',
+    "</time>",
+    '<span class="tgme_reaction">',
+    '<span class="tgme_widget_message_edited">edited</span>',
+    f'<a class="tgme_widget_message_reply" href="https://t.me/{CH}/4">',
+    '<a class="tgme_widget_message_photo_wrap" style="background-image:url(\'x.jpg\')">',
+    '<span class="tgme_widget_message_forwarded_from_name">',
+    "🔥",
+    "&amp;",
+    "\u00a0",
+    "\r\n",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_random_bytes_only_raise_ingest_error(data):
+    check_parser(TmePreviewPage(), data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_truncated_and_mutated_pages_only_raise_ingest_error(data):
+    check_parser(TmePreviewPage(), data.draw(mutations(VALID_PAGE)))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(html_soup(FRAGMENTS))
+def test_random_markup_only_raises_ingest_error(body):
+    check_parser(TmePreviewPage(), page(CH, "КПД", [body]).encode("utf-8", "surrogatepass"))
