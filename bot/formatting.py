@@ -76,15 +76,11 @@ def render_answer(answer: Any, lang: str) -> str:
 
     body = CITATION.sub(_link_markers, body)
     lines = []
-    if _get(answer, "abstained"):
-        lines.append(f"<i>{escape(t(lang, 'abstained'))}</i>")
     if body:
         lines.append(body)
     notice = _get(answer, "notice")
     if notice:
         lines.append(f"<i>{escape(str(notice))}</i>")
-    elif _get(answer, "mode") == "extractive" and not _get(answer, "abstained"):
-        lines.append(f"<i>{escape(t(lang, 'extractive_note'))}</i>")
     if citations:
         items = [f"{_get(c, 'n')}. {link(_get(c, 'url'), source_label(c))}" for c in citations]
         lines.append(f"<b>{escape(t(lang, 'sources_title'))}</b>\n" + "\n".join(items))

@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.corpus_ops import CorpusOps
 from bot.settings import Settings
+from rag.errors import CrosspostError
 from rag.store import Store, open_store
 
 
@@ -51,31 +52,54 @@ class Services:
 
 
 class CrosspostService:
-    """Binds the store and the LLM settings, so handlers call `convert(source, targets=..., lang=...)`."""
+    """Binds the store and the LLM settings for the bot's conversions.
+
+    `source` is a post link (`https://t.me/<channel>/<id>`, read from the store) or a dict with the
+    message's `text` and Bot API `entities`. Text is never treated as a file path: a user's message
+    must not make the bot read files on the server. Returns `ConversionResult.to_json()`.
+    """
 
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
         self.store = store
 
-    def convert(
-        self, source: Any, *, targets: list[str] | None = None, lang: str | None = None, restyle: bool = False
-    ) -> Any:
-        from crosspost.service import convert, llm_from_settings
+    def _llm(self) -> Any:
+        from crosspost.llm import LLMConfig
 
-        return convert(
-            source,
-            targets=targets,
-            lang=lang,
-            store=self.store,
-            llm=llm_from_settings(self.settings),
-            restyle=restyle,
+        if not self.settings.llm_base_url:
+            return None
+        return LLMConfig(
+            self.settings.llm_base_url,
+            self.settings.llm_model,
+            self.settings.llm_api_key.get_secret_value(),
+            self.settings.llm_timeout_s,
         )
+
+    def convert(
+        self, source: str | dict[str, Any], *, lang: str = "en", fresh: bool = False
+    ) -> dict[str, Any]:
+        """`fresh=True` translates again instead of reusing the stored translation."""
+        from crosspost.model import SourcePost
+        from crosspost.service import convert
+        from crosspost.sources import load_stored, parse_permalink
+
+        if isinstance(source, str):
+            ref = parse_permalink(source)
+            if ref is None:
+                raise CrosspostError(f"{source!r} is not a post link (expected https://t.me/<channel>/<id>)")
+            post = load_stored(*ref, store=self.store)
+        else:
+            post = SourcePost(
+                text=str(source.get("text") or ""),
+                entities=list(source.get("entities") or []),
+                origin="the message",
+            )
+        store = None if fresh else self.store
+        return convert(post, lang=lang, store=store, llm=self._llm()).to_json()
 
 
 def build_services(settings: Settings) -> Services:
     """Open the corpus and build retrieval and cross-posting on it (models load here, once)."""
     store = open_corpus(settings)
-    from rag.service import build_rag
-
     rag = build_rag(settings, store)
     return Services(settings, store, rag, CrosspostService(settings, store), CorpusOps(store, rag))

@@ -51,14 +51,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "sources_title": {"en": "Sources", "ru": "Источники"},
     "btn_sources": {"en": "📚 Sources", "ru": "📚 Источники"},
     "btn_convert": {"en": "🔁 Convert post [{n}]", "ru": "🔁 Переделать пост [{n}]"},
-    "extractive_note": {
-        "en": "Quotes from the sources (no language model configured).",
-        "ru": "Цитаты из источников (языковая модель не подключена).",
-    },
-    "abstained": {
-        "en": "The corpus does not seem to cover this. Nearest posts:",
-        "ru": "Похоже, в корпусе об этом нет. Ближайшие посты:",
-    },
     "no_quotes": {"en": "No quotes for this answer.", "ru": "У этого ответа нет цитат."},
     "stale_button": {
         "en": "This button is from an older message; please ask again.",

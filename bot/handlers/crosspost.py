@@ -9,9 +9,11 @@ are shown as the crosspost service measured them (each network's own counter).
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
@@ -19,6 +21,7 @@ from bot.formatting import escape, split_html, utf16_len
 from bot.handlers.common import lang
 from bot.texts import t
 from bot.ui import ConvertCb, UiState, XpostCb
+from rag.errors import CrosspostError
 
 router = Router(name="crosspost")
 NETWORK_NAMES = {
@@ -37,16 +40,27 @@ def _as_json(result: Any) -> dict[str, Any]:
 
 
 def render_preview(result: dict[str, Any], network: str, language: str) -> str:
+    """One network's parts with their counted length and limit, and the service's notices."""
     target = result["targets"][network]
     parts = target.get("parts", [])
-    limit = parts[0].get("limit") if parts else "?"
+    limit = parts[0].get("limit") if parts else None
     mark = t(language, "translated_mark" if target.get("translated") else "not_translated_mark")
-    header = f"<b>{escape(t(language, 'crosspost_header', network=NETWORK_NAMES.get(network, network), count=len(parts), limit=limit, translated=mark))}</b>"
-    blocks = [header]
-    used = utf16_len(header)
+    header = t(
+        language,
+        "crosspost_header",
+        network=NETWORK_NAMES.get(network, network),
+        count=len(parts),
+        limit=limit if limit is not None else "—",
+        translated=mark,
+    )
+    blocks = [f"<b>{escape(header)}</b>"]
+    blocks += [f"<i>{escape(str(notice))}</i>" for notice in result.get("notices") or []]
+    used = sum(utf16_len(b) + 2 for b in blocks)
     for index, part in enumerate(parts, start=1):
+        counted = part.get("length")
+        counted = f"{counted}/{part['limit']}" if part.get("limit") is not None else f"{counted}"
         block = (
-            f"<i>{index}/{len(parts)} · {part.get('length')}/{part.get('limit')}</i>\n"
+            f"<i>{index}/{len(parts)} · {counted}</i>\n"
             f"<blockquote>{escape(str(part.get('text', '')))}</blockquote>"
         )
         if used + utf16_len(block) > PREVIEW_BUDGET:
@@ -93,24 +107,54 @@ async def convert_and_preview(
     )
 
 
-def _forward_source(message: Message) -> str | None:
-    """A forwarded channel post → its permalink (public channel) or its text; else None."""
+POST_LINK = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/(?:s/)?[A-Za-z0-9_]{3,64}/\d+/?$", re.I
+)
+
+
+def _message_source(message: Message) -> dict[str, Any] | None:
+    """The text and entities of a message (text or caption), as the crosspost service takes them."""
+    text = message.text or message.caption
+    if not text:
+        return None
+    entities = message.entities if message.text else message.caption_entities
+    return {"text": text, "entities": [e.model_dump(mode="json", exclude_none=True) for e in entities or []]}
+
+
+def _forward_source(message: Message) -> str | dict[str, Any] | None:
+    """A forwarded channel post: its link when the channel is public (the stored copy), else its text."""
     origin = message.forward_origin
     if origin is None or origin.type != "channel":
         return None
     username = getattr(origin.chat, "username", None)
     if username:
         return f"https://t.me/{username}/{origin.message_id}"
-    return message.text or message.caption
+    return _message_source(message)
+
+
+def _command_source(message: Message, args: str) -> str | dict[str, Any] | None:
+    if POST_LINK.match(args):
+        return args
+    if args:
+        # The text after the command, with the entities shifted to start at the text.
+        assert message.text is not None
+        shift = len(message.text.encode("utf-16-le")) // 2 - len(args.encode("utf-16-le")) // 2
+        entities = [
+            {**e.model_dump(mode="json", exclude_none=True), "offset": e.offset - shift}
+            for e in message.entities or []
+            if e.offset >= shift
+        ]
+        return {"text": args, "entities": entities}
+    reply = message.reply_to_message
+    if reply is not None:
+        return _forward_source(reply) or _message_source(reply)
+    return None
 
 
 @router.message(Command("crosspost"))
 async def on_crosspost(message: Message, command: CommandObject, crosspost: Any, ui: UiState) -> None:
     language = lang(message)
-    source = (command.args or "").strip()
-    if not source and message.reply_to_message is not None:
-        reply = message.reply_to_message
-        source = _forward_source(reply) or reply.text or reply.caption or ""
+    source = _command_source(message, (command.args or "").strip())
     if not source:
         await message.reply(t(language, "crosspost_usage"), parse_mode=None)
         return
@@ -126,6 +170,17 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     if source is None:
         await message.reply(t(language, "forward_private"), parse_mode=None)
         return
+    if isinstance(source, str):
+        try:  # a public channel's post that the corpus does not hold: convert the forwarded text
+            await convert_and_preview(
+                message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
+            )
+            return
+        except CrosspostError:
+            fallback = _message_source(message)
+            if fallback is None:
+                raise
+            source = fallback
     await convert_and_preview(
         message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
     )
@@ -163,13 +218,17 @@ async def on_preview_button(
         return
     if callback_data.action == "retranslate":
         await query.answer(t(language, "crosspost_working"))
-        result = _as_json(await asyncio.to_thread(crosspost.convert, entry["source"], force=True))
+        result = _as_json(await asyncio.to_thread(crosspost.convert, entry["source"], fresh=True))
         entry = {"source": entry["source"], "result": result}
         ui.conversions.replace(callback_data.key, entry)
     else:
         await query.answer()
-    await query.message.edit_text(
-        render_preview(entry["result"], network, language),
-        parse_mode="HTML",
-        reply_markup=preview_keyboard(entry["result"], callback_data.key, network, ui, language),
-    )
+    try:
+        await query.message.edit_text(
+            render_preview(entry["result"], network, language),
+            parse_mode="HTML",
+            reply_markup=preview_keyboard(entry["result"], callback_data.key, network, ui, language),
+        )
+    except TelegramBadRequest as exc:  # the network already shown: nothing to change
+        if "not modified" not in str(exc):
+            raise

@@ -71,6 +71,7 @@ async def running_bot(
     task = asyncio.create_task(dispatcher.start_polling(bot, handle_signals=False, polling_timeout=1))
     try:
         await emulator.wait_for(lambda: emulator.sent("getMe"))
+        emulator.services = services  # type: ignore[attr-defined]  # tests poke the corpus lock
         yield emulator
     finally:
         task.cancel()

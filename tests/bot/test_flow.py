@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from tests.bot.harness import ADMIN, FakeRag, check_html, fake_services, running_bot
@@ -65,7 +66,7 @@ async def test_streaming_edits_are_throttled_without_drafts(bot_settings, store)
     edits = emu.sent("editMessageText", 12)
     assert len(sends) == 1 and len(edits) >= 2
     times = [sends[0].at] + [c.at for c in edits]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= interval * 0.95, gaps
     # 60 deltas in ~1.8 s: without throttling there would be ~60 edits.
     assert len(edits) <= 1 + (times[-1] - times[0]) / interval + 1
