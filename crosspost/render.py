@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from crosspost.model import Block, Doc, Line, Span
 
 DASH_BULLET = re.compile(r"^(\s*)[-*+](\s+)")
+TEXT_BULLET = re.compile(r"^\s*(?:\\?[-*+]|[•‣▪◦])\s+")  # dropped in Markdown, where "- " is the bullet
 BULLET_LINE = re.compile(r"^\s*(?:[-*+•‣▪◦➤→–—]|\d{1,2}[.)]|\d\ufe0f?\u20e3|[^\w\s]{1,3})\s")
 URLISH = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.)\S+$", re.I)
 
@@ -220,7 +221,7 @@ def _md_block(block: Block, *, title: bool) -> list[str]:
             if numbered:
                 bullets.append(text.replace("\\", "", 0))
             else:
-                bullets.append("- " + DASH_BULLET.sub("", text) if DASH_BULLET.match(plain) else "- " + text)
+                bullets.append("- " + TEXT_BULLET.sub("", text, count=1))
             continue
         if bullets:
             chunks.append("\n".join(bullets))
