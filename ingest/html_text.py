@@ -112,7 +112,9 @@ class _Builder:
         if name == "pre":
             entity = {"type": "pre"}
             code = tag.find("code")
-            language = tag.get("data-language")
+            language = tag.get("data-language") or next(
+                (c[len("language-") :] for c in classes if c.startswith("language-")), None
+            )
             if not language and isinstance(code, Tag):
                 language = next(
                     (c[len("language-") :] for c in code.get("class") or [] if c.startswith("language-")),
@@ -121,6 +123,8 @@ class _Builder:
             if language:
                 entity["language"] = str(language)
             return entity
+        if name == "blockquote" and ("expandable" in classes or tag.has_attr("expandable")):
+            return {"type": "expandable_blockquote"}
         if name in SIMPLE_TAGS:
             return {"type": SIMPLE_TAGS[name]}
         return None

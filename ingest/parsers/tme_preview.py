@@ -47,17 +47,40 @@ def _text(tag: Tag | None) -> str | None:
     return re.sub(r"\s+", " ", tag.get_text(" ")).strip() or None
 
 
-def _first(root: Tag, class_name: str, *, skip_inside: str | None = None) -> Tag | None:
-    """The first descendant with `class_name`, ignoring those nested in an element of `skip_inside`."""
-    for tag in root.find_all(class_=class_name):
-        if skip_inside is None or tag.find_parent(class_=skip_inside) is None:
-            return tag
-    return None
+class _Classes:
+    """One message's elements by class, collected in one walk (each bs4 `class_` search rescans
+    the subtree: 13 of them per post made parsing 5x slower)."""
+
+    def __init__(self, root: Tag):
+        self.root = root
+        self.by_class: dict[str, list[Tag]] = {}
+        self.times: list[Tag] = []
+        for element in root.descendants:
+            if isinstance(element, Tag):
+                for name in element.get("class") or []:
+                    self.by_class.setdefault(name, []).append(element)
+                if element.name == "time":
+                    self.times.append(element)
+
+    def all(self, class_name: str) -> list[Tag]:
+        return self.by_class.get(class_name, [])
+
+    def first(self, class_name: str, *, outside: str | None = None) -> Tag | None:
+        """The first element with `class_name`, skipping those inside an element of class `outside`."""
+        for tag in self.all(class_name):
+            if outside is None or not any(
+                outside in (parent.get("class") or []) for parent in tag.parents if parent is not self.root
+            ):
+                return tag
+        return None
 
 
-def _date(message: Tag) -> datetime | None:
-    time = message.select_one(".tgme_widget_message_date time[datetime]") or message.find("time")
-    if not isinstance(time, Tag) or not time.get("datetime"):
+def _date(found: _Classes) -> datetime | None:
+    dated = [t for t in found.times if t.get("datetime")]
+    time = next((t for t in dated if t.find_parent(class_="tgme_widget_message_date")), None) or (
+        dated[0] if dated else None
+    )
+    if time is None:
         return None
     try:
         value = datetime.fromisoformat(str(time["datetime"]))
@@ -66,9 +89,9 @@ def _date(message: Tag) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _reactions(message: Tag) -> dict[str, int]:
+def _reactions(found: _Classes) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for reaction in message.find_all(class_="tgme_reaction"):
+    for reaction in found.all("tgme_reaction"):
         classes = reaction.get("class") or []
         emoji_tag = reaction.find("b") or reaction.find("tg-emoji")
         emoji = _text(emoji_tag) or ("⭐" if "tgme_reaction_paid" in classes else "custom_emoji")
@@ -84,11 +107,11 @@ def _background(tag: Tag) -> str | None:
     return match.group(1) if match else None
 
 
-def _media(message: Tag) -> list[dict[str, Any]]:
+def _media(found: _Classes) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
-    for photo in message.find_all("a", class_="tgme_widget_message_photo_wrap"):
+    for photo in found.all("tgme_widget_message_photo_wrap"):
         items.append({"media_type": "photo", "url": _background(photo), "link": photo.get("href")})
-    for video in message.find_all(class_="tgme_widget_message_video_player"):
+    for video in found.all("tgme_widget_message_video_player"):
         thumb = video.find(class_="tgme_widget_message_video_thumb")
         items.append(
             {
@@ -97,21 +120,21 @@ def _media(message: Tag) -> list[dict[str, Any]]:
                 "thumbnail": _background(thumb) if isinstance(thumb, Tag) else None,
             }
         )
-    for voice in message.find_all(class_="tgme_widget_message_voice_player"):
+    for voice in found.all("tgme_widget_message_voice_player"):
         items.append(
             {
                 "media_type": "voice_message",
                 "duration": _text(voice.find(class_="tgme_widget_message_voice_duration")),
             }
         )
-    for round_video in message.find_all(class_="tgme_widget_message_roundvideo_player"):
+    for round_video in found.all("tgme_widget_message_roundvideo_player"):
         items.append(
             {
                 "media_type": "video_message",
                 "duration": _text(round_video.find(class_="tgme_widget_message_roundvideo_duration")),
             }
         )
-    for document in message.find_all(class_="tgme_widget_message_document"):
+    for document in found.all("tgme_widget_message_document"):
         items.append(
             {
                 "media_type": "file",
@@ -119,9 +142,9 @@ def _media(message: Tag) -> list[dict[str, Any]]:
                 "status": _text(document.find(class_="tgme_widget_message_document_extra")),
             }
         )
-    for _sticker in message.find_all(class_="tgme_widget_message_sticker_wrap"):
+    for _sticker in found.all("tgme_widget_message_sticker_wrap"):
         items.append({"media_type": "sticker"})
-    for poll in message.find_all(class_="tgme_widget_message_poll"):
+    for poll in found.all("tgme_widget_message_poll"):
         items.append(
             {
                 "media_type": "poll",
@@ -129,7 +152,7 @@ def _media(message: Tag) -> list[dict[str, Any]]:
                 "answers": [_text(o) for o in poll.find_all(class_="tgme_widget_message_poll_option_text")],
             }
         )
-    for preview in message.find_all("a", class_="tgme_widget_message_link_preview"):
+    for preview in found.all("tgme_widget_message_link_preview"):
         items.append(
             {
                 "media_type": "link_preview",
@@ -139,7 +162,7 @@ def _media(message: Tag) -> list[dict[str, Any]]:
                 "description": _text(preview.find(class_="link_preview_description")),
             }
         )
-    if message.find(class_="message_media_not_supported"):
+    if found.all("message_media_not_supported"):
         items.append({"media_type": "unsupported"})  # "Please open Telegram to view this post"
     return [{k: v for k, v in item.items() if v not in (None, [], "")} for item in items]
 
@@ -149,32 +172,33 @@ def _message(message: Tag, title: str | None) -> PostRecord | None:
     if match is None or "service_message" in (message.get("class") or []):
         return None
     channel, message_id = match.group(1), int(match.group(2))
+    found = _Classes(message)
     text, entities, links = message_text(
-        _first(message, "tgme_widget_message_text", skip_inside="tgme_widget_message_reply")
+        found.first("tgme_widget_message_text", outside="tgme_widget_message_reply")
     )
     reply_to = None
-    reply = message.find("a", class_="tgme_widget_message_reply")
-    if isinstance(reply, Tag):
+    reply = found.first("tgme_widget_message_reply")
+    if reply is not None:
         target = POST_URL.search(str(reply.get("href") or ""))
         if target and target.group(1).lower() == channel.lower():
             reply_to = int(target.group(2))
-    date = _date(message)
-    owner = _text(_first(message, "tgme_widget_message_owner_name"))
+    date = _date(found)
+    owner = _text(found.first("tgme_widget_message_owner_name"))
     return PostRecord(
         channel=channel,
         channel_title=title,
         text=text,
         message_id=message_id,
         date=date,
-        edited=date if message.find(class_="tgme_widget_message_edited") else None,
-        author=_text(message.find(class_="tgme_widget_message_from_author")) or owner,
+        edited=date if found.all("tgme_widget_message_edited") else None,
+        author=_text(found.first("tgme_widget_message_from_author")) or owner,
         entities=entities,
         links=links,
-        forwarded_from=_text(message.find(class_="tgme_widget_message_forwarded_from_name")),
+        forwarded_from=_text(found.first("tgme_widget_message_forwarded_from_name")),
         reply_to=reply_to,
-        views=parse_count(_text(message.find(class_="tgme_widget_message_views"))),
-        reactions=_reactions(message),
-        media=_media(message),
+        views=parse_count(_text(found.first("tgme_widget_message_views"))),
+        reactions=_reactions(found),
+        media=_media(found),
     )
 
 
