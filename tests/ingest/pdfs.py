@@ -51,11 +51,13 @@ def make_pdf(pages: list[list[str]], info: dict[str, str] | None = None) -> byte
     return out.getvalue()
 
 
-def encrypt_pdf(data: bytes, password: str) -> bytes:
+def encrypt_pdf(data: bytes, password: str, owner_password: str | None = None) -> bytes:
+    """RC4-128 (pure Python in pypdf); an empty `password` with an owner password is the common
+    "restrictions only" PDF that opens without asking."""
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
-    writer.encrypt(user_password=password, owner_password=password, algorithm="RC4-128")
+    writer.encrypt(user_password=password, owner_password=owner_password or password, algorithm="RC4-128")
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -109,6 +109,13 @@ def test_bad_pdfs_are_one_line(tmp_path, kind, problem):
     assert problem in message_text and str(path) in message_text and "\n" not in message_text
 
 
+def test_pdf_with_only_an_owner_password_is_read(tmp_path):
+    path = tmp_path / "restricted.pdf"
+    path.write_bytes(encrypt_pdf(make_pdf([FIRST_PAGE]), "", owner_password="owner"))
+    paper = PdfPaper().parse(_source(path)).papers[0]
+    assert paper.arxiv_id == "2410.02367" and paper.title.startswith("SageAttention")
+
+
 def test_markdown_paper(tmp_path):
     path = tmp_path / "quarot.md"
     path.write_text(MARKDOWN, encoding="utf-8")
