@@ -7,6 +7,7 @@ here too, so every source yields the same structure.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,4 +278,11 @@ def _retokenize(line: Line) -> Line:
 
 def doc_from_source(post: SourcePost) -> Doc:
     text = normalize_newlines(post.text) if post.markdown or not post.entities else post.text
-    return doc_from_markdown(text) if post.markdown else doc_from_entities(text, post.entities)
+    doc = doc_from_markdown(text) if post.markdown else doc_from_entities(text, post.entities)
+    # NFC after the entities are placed (their offsets refer to the original text): networks
+    # count composed characters, and "e" + U+0301 must not be cut between its two code points.
+    for block in doc.blocks:
+        block.lines = [
+            [s.with_text(unicodedata.normalize("NFC", s.text)) for s in line] for line in block.lines
+        ]
+    return doc

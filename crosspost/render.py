@@ -180,12 +180,15 @@ def is_bullet_line(text: str) -> bool:
     return any(unicodedata.category(ch) == "So" for ch in marker)
 
 
-def is_heading_line(text: str) -> bool:
+def is_heading_line(text: str, *, standalone: bool = False) -> bool:
+    """Short, no closing punctuation, not a link; `standalone` (a block of its own) may start with
+    an emoji ("📊 Данные"), which inside a block would make it a list item instead."""
     text = text.strip()
     return (
         0 < len(text) <= 70
         and text[-1] not in '.,;:!?…)»"'
-        and not is_bullet_line(text)
+        and (standalone or not is_bullet_line(text))
+        and not re.match(r"^(?:[-*+•]|\d{1,2}[.)])\s", text)
         and not URLISH.match(text)
     )
 
@@ -200,7 +203,9 @@ def render_markdown(doc: Doc, original: str | None = None) -> str:
             out.append(f"{fence}{block.language or ''}\n{code}\n{fence}")
             continue
         if block.kind == "heading" or (
-            len(block.lines) == 1 and is_heading_line(block.plain()) and index + 1 < len(doc.blocks)
+            len(block.lines) == 1
+            and is_heading_line(block.plain(), standalone=True)
+            and index + 1 < len(doc.blocks)
         ):
             out.append(("# " if index == 0 else "## ") + _md_line(block.lines[0]).lstrip("#").strip())
             continue
@@ -212,26 +217,31 @@ def render_markdown(doc: Doc, original: str | None = None) -> str:
 
 def _md_block(block: Block, *, title: bool) -> list[str]:
     chunks: list[str] = []
-    bullets: list[str] = []
+    bullets: list[tuple[str, str]] = []  # (list item, the line as a paragraph)
+
+    def flush() -> None:
+        # A lone line led by an emoji ("💡 So I decided...") is a paragraph, not a one-item list.
+        if len(bullets) == 1 and not re.match(r"^\s*(?:[-*+•‣▪◦]|\d{1,2}[.)])\s", bullets[0][1]):
+            chunks.append(bullets[0][1])
+        elif bullets:
+            chunks.append("\n".join(item for item, _ in bullets))
+        bullets.clear()
+
     for n, line in enumerate(block.lines):
         plain = "".join(s.text for s in line)
         if is_bullet_line(plain):
             text = _md_line(line).strip()
-            numbered = re.match(r"^(\d{1,2})[.)]\s+", plain.strip())
-            if numbered:
-                bullets.append(text.replace("\\", "", 0))
+            if re.match(r"^(\d{1,2})[.)]\s+", plain.strip()):
+                bullets.append((text, text))
             else:
-                bullets.append("- " + TEXT_BULLET.sub("", text, count=1))
+                bullets.append(("- " + TEXT_BULLET.sub("", text, count=1), text))
             continue
-        if bullets:
-            chunks.append("\n".join(bullets))
-            bullets = []
+        flush()
         rendered = _md_line(line).strip()
         if n == 0 and title and len(block.lines) > 1 and is_heading_line(plain):
             rendered = "# " + rendered
         elif 0 < n < len(block.lines) - 1 and len(plain) <= 40 and is_heading_line(plain):
             rendered = "## " + rendered  # a short standalone line inside a block is a section title
         chunks.append(rendered)
-    if bullets:
-        chunks.append("\n".join(bullets))
+    flush()
     return chunks
