@@ -4,6 +4,9 @@ network's counter, nothing protected is cut, and the parts concatenate back to t
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import grapheme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +16,11 @@ from crosspost.parse import doc_from_source
 from crosspost.rules import load_rules
 from crosspost.targets import resolve
 from tests.crosspost.conftest import check_parts
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
 
 NETWORKS = ["x", "bluesky", "mastodon", "threads", "linkedin", "markdown"]
 RULES = load_rules()
@@ -86,6 +94,13 @@ def test_every_network_valid(text, permalink):
     for name, target, rules in RESOLVED:
         parts = target.convert(doc, rules, permalink)
         check_parts(name, target, rules, post, parts)
+        if name == "bluesky":  # every URL is linked in full, even when shown shortened
+            uris = {f["features"][0].get("uri") for p in parts for f in p.facets}
+            assert {u for u in doc.link_urls() if u.startswith("https://")} <= uris
+        if name in ("x", "mastodon", "threads"):
+            # plain text renders as itself, so the parts give back the original post
+            joined = " ".join(p.body for p in parts)
+            assert _squash(joined) == _squash(unicodedata.normalize("NFC", text))
         if permalink and name != "markdown":
             link_shown = "t.me/some_channel/123"
             assert link_shown in parts[0].text
