@@ -12,6 +12,7 @@ recall at efSearch 64; IVF would need a training pass on every rebuild).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import bm25s
@@ -19,6 +20,8 @@ import faiss
 import numpy as np
 
 from rag.text import TOKENIZER_VERSION
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every build at DEBUG to the root handler
 
 ANN_THRESHOLD = 200_000
 HNSW_M = 32

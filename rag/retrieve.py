@@ -1,10 +1,12 @@
 """Hybrid retrieval over one index generation: BM25 + dense, fused, collapsed per post, diversified.
 
-Fusion is weighted reciprocal-rank fusion (Cormack et al., 2009, k=60): it needs no score
-calibration between BM25 and cosine. The dense weight depends on the query language and the
-model: the bundled English MiniLM ranks Russian text poorly, so for a Russian query with an
-English-only model its vote counts `dense_weight_foreign` (measured on tests/data/qa_sample.jsonl,
-see `research-bot eval`), while for English queries and multilingual models it counts fully.
+Fusion is a convex combination of BM25 scaled by the best BM25 score and cosine min-max scaled
+over the dense candidates, dense weight 0.3. Chosen by measurement (benchmarks/fusion.py on
+tests/data/qa_sample.jsonl, bundled MiniLM; hit@1 ru/en): BM25 alone 0.947/0.864, dense alone
+0.211/0.545, reciprocal-rank fusion (k=60) 0.684/0.727 with equal weights and still 0.763/0.818
+with dense weight 0.1 (RRF discards BM25's margin, so the weak dense ranking reorders confident
+lexical hits), convex w=0.3 0.974/0.864 (w=0.5: 0.947/0.864, hit@5 en drops to 0.955). RRF stays
+available (`FusionWeights(method="rrf")`) for a strong multilingual model.
 
 Filters (channel, date) restrict both retrievers to the allowed chunk ids, so a narrow filter
 still returns its best matches instead of an empty page. Chunks of one post collapse into the
@@ -35,9 +37,40 @@ EXPANSION_WEIGHT = 0.6  # glossary translations count less than the user's own w
 
 @dataclass
 class FusionWeights:
+    method: str = "convex"  # or "rrf"
     lexical: float = 1.0
-    dense: float = 1.0
-    dense_foreign: float = 0.35  # dense vote for a query the model's language does not cover
+    dense: float = 0.3
+    dense_foreign: float = 0.3  # dense weight for a query the model's language does not cover
+
+
+def reciprocal_rank_fusion(
+    lexical: list[tuple[int, float]], dense: list[tuple[int, float]], w_lex: float, w_dense: float
+) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for rank, (cid, _score) in enumerate(lexical):
+        fused[cid] = fused.get(cid, 0.0) + w_lex / (RRF_K + rank + 1)
+    for rank, (cid, _score) in enumerate(dense):
+        fused[cid] = fused.get(cid, 0.0) + w_dense / (RRF_K + rank + 1)
+    return fused
+
+
+def convex_fusion(
+    lexical: list[tuple[int, float]], dense: list[tuple[int, float]], w_lex: float, w_dense: float
+) -> dict[int, float]:
+    """w_lex * BM25 / best BM25 + w_dense * cosine min-max scaled over the dense candidates.
+
+    Unlike RRF it keeps BM25's margin: a post that matches every rare term of the query stays
+    first unless the dense side strongly prefers another one."""
+    fused: dict[int, float] = {}
+    top = max((score for _, score in lexical), default=0.0) or 1.0
+    for cid, score in lexical:
+        fused[cid] = w_lex * score / top
+    if dense:
+        hi, lo = dense[0][1], dense[-1][1]
+        span = (hi - lo) or 1.0
+        for cid, score in dense:
+            fused[cid] = fused.get(cid, 0.0) + w_dense * (score - lo) / span
+    return fused
 
 
 @dataclass
@@ -151,10 +184,10 @@ class Retriever:
         else:
             foreign = not self.multilingual and query.language != "en"
             w_dense = self.weights.dense_foreign if foreign else self.weights.dense
-            for rank, (cid, _score) in enumerate(lexical):
-                fused[cid] = fused.get(cid, 0.0) + self.weights.lexical / (RRF_K + rank + 1)
-            for rank, (cid, _score) in enumerate(dense):
-                fused[cid] = fused.get(cid, 0.0) + w_dense / (RRF_K + rank + 1)
+            if self.weights.method == "rrf":
+                fused = reciprocal_rank_fusion(lexical, dense, self.weights.lexical, w_dense)
+            else:
+                fused = convex_fusion(lexical, dense, self.weights.lexical, w_dense)
         ranked = sorted(fused.items(), key=lambda item: -item[1])
         return self._materialize(ranked, k, query, vector)
 
@@ -183,7 +216,9 @@ class Retriever:
             seen_docs.add(doc)
             if chunk_vector is not None:
                 chosen_vectors.append(chunk_vector)
-            chunk_terms = set(tokenize(row["text"]))
+            chunk_terms = set(
+                tokenize(row["doc_text"] or row["text"])
+            )  # the whole post: terms may sit in another chunk
             coverage = len(set(query.tokens) & chunk_terms) / len(set(query.tokens)) if query.tokens else 0.0
             if query.expansion and query.tokens:
                 coverage = max(coverage, len(query_terms & chunk_terms) / len(set(query.tokens)))
@@ -230,6 +265,8 @@ class Retriever:
                     Paper.title,
                     Paper.url,
                     Paper.arxiv_id,
+                    Post.text,
+                    Paper.abstract,
                 )
                 .outerjoin(Post, Chunk.post_id == Post.id)
                 .outerjoin(Channel, Post.channel_id == Channel.id)
@@ -248,6 +285,8 @@ class Retriever:
                 p_title,
                 p_url,
                 arxiv,
+                post_text,
+                abstract,
             ) in rows:
                 channel = username
                 if channel and channel.startswith("_title:"):
@@ -259,7 +298,9 @@ class Retriever:
                 )
                 if when is not None and when.tzinfo is None:
                     when = when.replace(tzinfo=UTC)
+                doc_text = post_text if post_id is not None else f"{p_title or ''} {abstract or ''} {text}"
                 out[cid] = {
+                    "doc_text": doc_text,
                     "text": text,
                     "post_id": post_id,
                     "paper_id": paper_id,

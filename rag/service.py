@@ -43,7 +43,8 @@ class RagConfig:
     llm_timeout_s: float = 60.0
     ann_threshold: int = 200_000  # exact FAISS index below, HNSW above
     context_sources: int = 5  # hits given to the LLM
-    dense_weight_foreign: float = 0.35  # see rag.retrieve.FusionWeights
+    dense_weight: float = 0.3  # see rag.retrieve.FusionWeights (measured)
+    dense_weight_foreign: float = 0.3
     abstain_min_coverage: float = 0.5  # see rag.answer.low_confidence
     abstain_min_cosine: float = 0.45
     translate_queries: bool = True  # ask the LLM (when configured) to translate en questions for BM25
@@ -114,7 +115,9 @@ class RagService:
                 self.embedder(),
                 self.store,
                 multilingual=self.spec.multilingual,
-                weights=FusionWeights(dense_foreign=self.config.dense_weight_foreign),
+                weights=FusionWeights(
+                    dense=self.config.dense_weight, dense_foreign=self.config.dense_weight_foreign
+                ),
             )
             return self._retriever
 

@@ -19,7 +19,7 @@ from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
 
 from rag.errors import RetrievalError
 
-TOKENIZER_VERSION = 1
+TOKENIZER_VERSION = 2
 # A query longer than this is cut: BM25 and the embedding model gain nothing from more text
 # (the default model reads 256 word pieces), and a 100k-character paste must not stall search.
 MAX_QUERY_CHARS = 2000
@@ -135,6 +135,8 @@ def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
         if len(word) == 1 and not word.isdigit():
             continue
         out.append(stem(word))
+        if "-" in word:  # "KV-кэше" also matches "кэш", "DeepSeek-R1" also "deepseek"
+            out.extend(stem(part) for part in word.split("-") if len(part) > 1 and part not in _STOP)
     return out
 
 

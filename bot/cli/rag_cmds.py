@@ -151,30 +151,22 @@ def eval_cmd(
     if as_json:
         print_json({"questions": len(items), "k": k, "modes": report})
         return
-    console.print(
-        f"{len(items)} questions, model {service.spec.identity.split('|')[0]}, k={k}", highlight=False
-    )
+    typer.echo(f"{len(items)} questions, model {service.spec.identity.split('|')[0]}, k={k}")
     langs = [lang for lang in ("ru", "en", "other", "all") if lang in report["hybrid"]]
     header = f"{'mode':<8}" + "".join(
         f"{lang + ' hit@1':>11}{lang + f' hit@{k}':>11}{lang + ' MRR':>9}" for lang in langs
     )
-    console.print(header + f"{'p50 ms':>9}{'p95 ms':>9}", highlight=False)
+    typer.echo(header + f"{'p50 ms':>9}{'p95 ms':>9}")
     for mode, summary in report.items():
         row = f"{mode:<8}" + "".join(
             f"{summary[lang]['hit@1']:>11.3f}{summary[lang][f'hit@{k}']:>11.3f}{summary[lang]['mrr']:>9.3f}"
             for lang in langs
         )
-        console.print(
-            row + f"{summary['latency_ms']['p50']:>9.1f}{summary['latency_ms']['p95']:>9.1f}", highlight=False
-        )
+        typer.echo(row + f"{summary['latency_ms']['p50']:>9.1f}{summary['latency_ms']['p95']:>9.1f}")
     if show_misses:
         for miss in misses:
             if miss["mode"] == "hybrid":
-                console.print(
-                    f"  miss (rank {miss['rank']}): {miss['q']}  top: {miss['top']}",
-                    highlight=False,
-                    markup=False,
-                )
+                typer.echo(f"  miss (rank {miss['rank']}): {miss['q']}  top: {miss['top']}")
 
 
 @app.command()
