@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosspost.htmlio import doc_from_html, doc_to_html
 from crosspost.llm import LLMConfig
@@ -26,6 +26,9 @@ from crosspost.targets.base import Part
 from crosspost.tokens import find_urls
 from crosspost.translate import detect_language, language_name, load_glossary, restyle_doc, translate_doc
 from rag.errors import CrosspostError, LLMError
+
+if TYPE_CHECKING:
+    from rag.store.db import Store
 
 DEFAULT_TARGETS = ["x", "bluesky", "mastodon", "threads", "linkedin", "markdown"]
 TRANSLATION_ROW = "_translation"
@@ -84,7 +87,7 @@ def convert(
     *,
     targets: list[str] | None = None,
     lang: str = "en",
-    store: Any = None,
+    store: Store | None = None,
     llm: LLMConfig | None = None,
     restyle: bool = False,
     rules_file: Path | None = None,

@@ -82,6 +82,8 @@ def check_parts(name: str, target, rules, post: SourcePost, parts) -> None:
         assert part.text.startswith(part.body)
         if number > 1:
             assert part.text == part.body + expected_suffix
+        if number < n:  # no part shorter than the network's minimum unless it is the last
+            assert count(part.body) >= rules.min_part, (name, number, part.body)
     rendered = target.render(doc_from_source(post))
     text = rendered.text
     pos, ranges = 0, []
