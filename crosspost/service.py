@@ -95,6 +95,16 @@ def convert(
     fmt: str = "auto",
     stdin: Any = None,
 ) -> ConversionResult:
+    """Convert one post for each network in `targets` (default: all six).
+
+    `source`: a `SourcePost`, or a string: `https://t.me/<channel>/<id>` / `<channel>/<id>` (read
+    from `store`), a file (`.json` Telegram export, `#<id>` picks a message; `.md`; anything else
+    is plain text) or `-` for `stdin`. Translates into `lang` when the post is in another language
+    and `llm` is given (else a notice says it was skipped); a stored translation is reused.
+    `restyle` asks the LLM for each network's style (`rules.toml`), then re-splits. With a
+    `store`, the result is saved per network. Raises `CrosspostError` for bad input and
+    `LLMError` when the model fails or drops protected tokens; nothing is written then.
+    """
     rules = load_rules(rules_file)
     chosen = resolve(targets or DEFAULT_TARGETS, rules)
     glossary = load_glossary(glossary_file)

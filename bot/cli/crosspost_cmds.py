@@ -53,8 +53,8 @@ def crosspost(
 ) -> None:
     """Convert a Telegram post into ready-to-publish posts for other networks (translated when an LLM is set)."""
     settings = settings_for(data_dir)
-    # A file or stdin needs no store; a permalink does (opening it also migrates a fresh data dir).
-    store = open_corpus(settings) if source != "-" and not Path(source.partition("#")[0]).is_file() else None
+    # The store resolves permalinks, keeps history and caches translations (files and stdin too).
+    store = open_corpus(settings)
     result = convert(
         source,
         targets=to.split(","),
