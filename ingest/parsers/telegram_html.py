@@ -14,10 +14,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from bs4 import BeautifulSoup, Tag
-
 from ingest.clean import finish_batch
-from ingest.html_text import message_text
+from ingest.html_text import Element, by_class, child, class_list, message_text, own_text, parse_html, squeeze
 from ingest.registry import RawSource, register
 from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
@@ -70,87 +68,77 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
-def _child(parent: Tag | None, name: str, *classes: str) -> Tag | None:
-    """The first direct child `name` carrying all `classes`."""
-    if parent is None:
-        return None
-    for child in parent.find_all(name, recursive=False):
-        if all(c in (child.get("class") or []) for c in classes):
-            return child
-    return None
-
-
-def _own_text(tag: Tag | None) -> str | None:
-    """Text of `tag` without its child elements (the forwarded name has a date <span> inside)."""
-    if tag is None:
-        return None
-    text = " ".join(s.strip() for s in tag.find_all(string=True, recursive=False) if s.strip())
-    text = VIA_BOT.sub("", re.sub(r"\s+", " ", text)).strip()
+def _name(element: Element | None) -> str | None:
+    """A sender's name: the element's own text (the forwarded name has a date <span> inside)."""
+    text = VIA_BOT.sub("", re.sub(r"\s+", " ", own_text(element))).strip()
     return text or None
 
 
-def _text(tag: Tag | None, separator: str = " ") -> str | None:
-    if tag is None:
-        return None
-    return re.sub(r"\s+", " ", tag.get_text(separator)).strip() or None
+def _first(root: Element | None, class_name: str) -> Element | None:
+    found = by_class(root, class_name) if root is not None else []
+    return found[0] if found else None
 
 
-def _media(wrap: Tag | None) -> list[dict[str, Any]]:
+def _media(wrap: Element | None) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     if wrap is None:
         return items
-    for element in wrap.find_all(["a", "div"], recursive=False):
-        classes = set(element.get("class") or [])
+    for element in wrap:
+        if element.tag not in ("a", "div"):
+            continue
+        classes = set(class_list(element))
         item: dict[str, Any] = {}
         wrapped = next((WRAPPED_MEDIA[c] for c in classes if c in WRAPPED_MEDIA), None)
         if wrapped:
             item = {"media_type": wrapped}
-            duration = _text(element.find("div", class_="video_duration"))
+            duration = squeeze(_first(element, "video_duration"))
             if duration:
                 item["duration"] = duration
         elif "media_poll" in classes:
             item = {
                 "media_type": "poll",
-                "question": _text(element.find("div", class_="question")),
-                "answers": [_text(a) for a in element.find_all("div", class_="answer")],
+                "question": squeeze(_first(element, "question")),
+                "answers": [squeeze(a) for a in by_class(element, "answer")],
             }
         elif "media" in classes:
             kind = next((GENERIC_MEDIA[c] for c in classes if c in GENERIC_MEDIA), None)
-            item = {"media_type": kind or next((c for c in classes if c.startswith("media_")), "media")}
+            item = {
+                "media_type": kind or next((c for c in sorted(classes) if c.startswith("media_")), "media")
+            }
             for field in ("title", "description", "status"):
-                value = _text(element.find("div", class_=field))
+                value = squeeze(_first(element, field))
                 if value:
                     item[field] = value
         else:
             item = {"media_type": next((c for c in sorted(classes) if c.startswith("media_")), "media")}
-        if element.name == "a" and element.get("href"):
-            item["file"] = str(element["href"])
+        if element.tag == "a" and element.get("href"):
+            item["file"] = str(element.get("href"))
         items.append(item)
     return items
 
 
-def _reactions(container: Tag | None) -> dict[str, int]:
+def _reactions(container: Element | None) -> dict[str, int]:
     counts: dict[str, int] = {}
     if container is None:
         return counts
-    for reaction in container.find_all(class_="reaction"):
-        classes = reaction.get("class") or []
-        emoji = _text(reaction.find(class_="emoji")) or ("⭐" if "paid" in classes else "custom_emoji")
-        count_text = _text(reaction.find(class_="count"))
+    for reaction in by_class(container, "reaction"):
+        classes = class_list(reaction)
+        emoji = squeeze(_first(reaction, "emoji")) or ("⭐" if "paid" in classes else "custom_emoji")
+        count_text = squeeze(_first(reaction, "count"))
         if count_text and count_text.isdigit():
             count = int(count_text)
         else:  # all reactors shown as userpics, no counter
-            userpics = reaction.find(class_="userpics")
-            count = len(userpics.find_all(class_="userpic")) if isinstance(userpics, Tag) else 0
+            userpics = _first(reaction, "userpics")
+            count = len(by_class(userpics, "userpic")) if userpics is not None else 0
         counts[emoji] = counts.get(emoji, 0) + count
     return counts
 
 
-def _reply_to(content: Tag | None) -> int | None:
-    reply = _child(content, "div", "reply_to")
+def _reply_to(content: Element | None) -> int | None:
+    reply = child(content, "div", "reply_to")
     if reply is None:
         return None
-    for link in reply.find_all("a"):
+    for link in reply.iter("a"):
         match = GO_TO.search(f"{link.get('onclick') or ''} {link.get('href') or ''}")
         if match:
             return int(match.group(1))
@@ -174,18 +162,23 @@ class TelegramHtmlExport:
             raise IngestError(
                 f"{source.location}: truncated HTML export (the page does not end with </html>)"
             )
-        soup = BeautifulSoup(text, "lxml")
-        history = soup.find("div", class_="history")
-        if not isinstance(history, Tag):
+        root = parse_html(text, source.location)
+        history = _first(root, "history")
+        if history is None:
             raise IngestError(
                 f"{source.location}: HTML page has no message history; not a Telegram Desktop chat export"
             )
-        title = _text(soup.select_one(".page_header .text.bold"))
+        header = _first(root, "page_header")
+        title = (
+            squeeze(next((e for e in by_class(header, "text") if "bold" in class_list(e)), None))
+            if header is not None
+            else None
+        )
         batch = SourceBatch(location=source.location, format=self.name)
         previous_author: str | None = None
         previous_forward: str | None = None
-        for div in history.find_all("div", class_="message"):
-            classes = div.get("class") or []
+        for div in by_class(history, "message", "div"):
+            classes = class_list(div)
             match = MESSAGE_ID.match(str(div.get("id") or ""))
             if "default" not in classes or match is None:
                 if match and int(match.group(1)) > 0:  # negative ids are the date separators
@@ -203,27 +196,27 @@ class TelegramHtmlExport:
 
     def _message(
         self,
-        div: Tag,
+        div: Element,
         message_id: int,
         previous_author: str | None,
         previous_forward: str | None,
         source: RawSource,
         title: str | None,
     ) -> _Parsed | None:
-        body = _child(div, "div", "body")
+        body = child(div, "div", "body")
         if body is None:
             return None
-        joined = "joined" in (div.get("class") or [])
-        author_name = _own_text(_child(body, "div", "from_name")) or (previous_author if joined else None)
-        forwarded = _child(body, "div", "forwarded", "body")
-        content = forwarded or body
+        joined = "joined" in class_list(div)
+        author_name = _name(child(body, "div", "from_name")) or (previous_author if joined else None)
+        forwarded = child(body, "div", "forwarded", "body")
+        content = forwarded if forwarded is not None else body
         forwarded_from = None
         if forwarded is not None:
             # A follow-up forward from the same source omits the name; it is the previous one's.
-            forwarded_from = _own_text(_child(forwarded, "div", "from_name")) or previous_forward
-        text, entities, links = message_text(_child(content, "div", "text"))
-        signature = _text(_child(content, "div", "signature"))
-        date_div = _child(body, "div", "date")
+            forwarded_from = _name(child(forwarded, "div", "from_name")) or previous_forward
+        text, entities, links = message_text(child(content, "div", "text"))
+        signature = squeeze(child(content, "div", "signature"))
+        date_div = child(body, "div", "date")
         post = PostRecord(
             channel=source.channel_hint or "",
             channel_title=title,
@@ -235,8 +228,8 @@ class TelegramHtmlExport:
             links=links,
             forwarded_from=forwarded_from,
             reply_to=_reply_to(content),
-            reactions=_reactions(div.find(class_="reactions")),
-            media=_media(_child(content, "div", "media_wrap")),
+            reactions=_reactions(_first(div, "reactions")),
+            media=_media(child(content, "div", "media_wrap")),
         )
         return _Parsed(post, author_name)
 
