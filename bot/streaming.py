@@ -58,7 +58,9 @@ class AnswerStreamer:
         self.text = ""
         self.shown = ""
         self.message: Message | None = None
-        self._last = 0.0  # monotonic time of the last preview request
+        # Monotonic time of the last preview request. Starting the clock now means an answer that is
+        # ready within one interval (extractive answers) goes straight to its final message.
+        self._last = time.monotonic()
 
     def _reply(self) -> ReplyParameters | None:
         if self.reply_to is None:

@@ -86,9 +86,11 @@ async def answer_question(
             t(language, "too_long", n=len(question), limit=settings.max_question_chars), parse_mode=None
         )
         return
+    # Typing at once, then every few seconds while the answer is being written.
+    await bot.send_chat_action(message.chat.id, "typing", message_thread_id=message.message_thread_id)
     async with (
         ChatActionSender.typing(
-            bot=bot, chat_id=message.chat.id, message_thread_id=message.message_thread_id
+            bot=bot, chat_id=message.chat.id, message_thread_id=message.message_thread_id, initial_sleep=4.0
         ),
         ui.answer_slots,
     ):

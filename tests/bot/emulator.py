@@ -39,6 +39,7 @@ class Emulator:
     files: dict[str, bytes] = field(default_factory=dict)
     failures: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     base_url: str = ""
+    closing: bool = False
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -262,7 +263,7 @@ class Emulator:
         deadline = time.monotonic() + min(timeout, 2.0)  # short polls keep test shutdown fast
         while True:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-            if self._updates or time.monotonic() >= deadline:
+            if self._updates or time.monotonic() >= deadline or self.closing:
                 return self._updates[:100]
             await asyncio.sleep(0.02)
 

@@ -74,9 +74,13 @@ async def running_bot(
         emulator.services = services  # type: ignore[attr-defined]  # tests poke the corpus lock
         yield emulator
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        emulator.closing = True  # getUpdates answers at once, so polling stops without waiting
+        with contextlib.suppress(RuntimeError):
+            await dispatcher.stop_polling()
+        try:
+            await asyncio.wait_for(task, 5)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
         await bot.session.close()
         await emulator.stop()
 

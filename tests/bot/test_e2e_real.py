@@ -6,28 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from bot.handlers.crosspost import NETWORK_NAMES
-from bot.services import build_services
-from ingest.pipeline import ingest_locations
 from tests.bot.corpus import CHANNEL, POSTS, write_export
-from tests.bot.harness import ADMIN, check_html, make_settings, running_bot
-
-
-@pytest.fixture(scope="module")
-def real(tmp_path_factory):
-    """One corpus for the module: the embedding model loads once (about 10 s on this machine)."""
-    root = tmp_path_factory.mktemp("real")
-    settings = make_settings(root / "data")
-    services = build_services(settings)
-    export = write_export(root / "export" / "result.json")
-    report = ingest_locations(services.store, [str(export)], channel_hint=CHANNEL)
-    assert report.ok and report.summary.new == len(POSTS)
-    services.rag.sync()
-    services.export_path = export  # type: ignore[attr-defined]
-    yield services
-    services.close()
+from tests.bot.harness import ADMIN, check_html, running_bot
 
 
 def html_messages(emu, chat_id):
