@@ -276,13 +276,20 @@ def _retokenize(line: Line) -> Line:
     return merge_spans(out)
 
 
+# Characters X rejects outright (twitter-text's invalid set) and that no network shows anyway.
+_INVALID = str.maketrans("", "", "\ufeff\ufffe\uffff")
+
+
+def _clean(text: str) -> str:
+    return unicodedata.normalize("NFC", text.translate(_INVALID))
+
+
 def doc_from_source(post: SourcePost) -> Doc:
     text = normalize_newlines(post.text) if post.markdown or not post.entities else post.text
     doc = doc_from_markdown(text) if post.markdown else doc_from_entities(text, post.entities)
     # NFC after the entities are placed (their offsets refer to the original text): networks
     # count composed characters, and "e" + U+0301 must not be cut between its two code points.
     for block in doc.blocks:
-        block.lines = [
-            [s.with_text(unicodedata.normalize("NFC", s.text)) for s in line] for line in block.lines
-        ]
+        block.lines = [[s.with_text(_clean(s.text)) for s in line] for line in block.lines]
+    doc.blocks = [b for b in doc.blocks if any(s.text.strip() for line in b.lines for s in line)]
     return doc

@@ -76,6 +76,8 @@ def check_parts(name: str, target, rules, post: SourcePost, parts) -> None:
     n = len(parts)
     for number, part in enumerate(parts, 1):
         assert count(part.text) == part.length, (name, part.text)
+        if name == "x":
+            assert parse_tweet(part.text).valid, part.text
         assert part.length <= rules.limit, (name, number, part.length)
         expected_suffix = f"\n{number}/{n}" if n > 1 else ""
         assert part.text.endswith(expected_suffix)

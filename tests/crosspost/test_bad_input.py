@@ -44,7 +44,7 @@ def test_only_links_converts_with_a_notice(fake_llm):
 
 
 def test_rtl_ltr_mix_and_combining_marks():
-    text = "Модель עברית mixed with العربية text, café (e\u0301) и 👩🏽‍🔬 " * 30
+    text = "\ufeffМодель \u202bעברית\u202c mixed with \u200fالعربية text, café (e\u0301) и 👩🏽‍🔬 " * 30
     post = SourcePost(text=text)
     result = convert(post, targets=DEFAULT_TARGETS)
     for name, target, rule in resolve(DEFAULT_TARGETS, load_rules()):
