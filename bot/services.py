@@ -76,7 +76,7 @@ class CrosspostService:
         )
 
     def convert(
-        self, source: str | dict[str, Any], *, lang: str = "en", fresh: bool = False
+        self, source: str | dict[str, Any], *, lang: str | None = None, fresh: bool = False
     ) -> dict[str, Any]:
         """`fresh=True` translates again instead of reusing the stored translation."""
         from crosspost.model import SourcePost
@@ -95,7 +95,14 @@ class CrosspostService:
                 origin="the message",
             )
         store = None if fresh else self.store
-        return convert(post, lang=lang, store=store, llm=self._llm()).to_json()
+        return convert(
+            post,
+            lang=lang or self.settings.crosspost_lang,
+            store=store,
+            llm=self._llm(),
+            rules_file=self.settings.crosspost_rules,
+            glossary_file=self.settings.crosspost_glossary,
+        ).to_json()
 
 
 def build_services(settings: Settings) -> Services:
