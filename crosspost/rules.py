@@ -4,6 +4,7 @@ user TOML or YAML file (only the fields given change). A malformed file is one c
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from crosspost.counters import COUNTERS
 from rag.errors import CrosspostError
 
 DEFAULTS_FILE = Path(__file__).with_name("rules.toml")
+NETWORK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")  # stored as Conversion.target (32 chars)
 
 
 @dataclass(frozen=True)
@@ -96,5 +98,9 @@ def load_rules(override: Path | None = None) -> dict[str, Rules]:
     }
     if override is not None:
         for name, values in _read_table(Path(override)).items():
+            if not NETWORK_NAME.match(str(name)):
+                raise CrosspostError(
+                    f"rules file {override}: network name {name!r} must be 1-32 lowercase letters, digits, - or _"
+                )
             table[name] = _apply(table.get(name, Rules()), values, f"rules file {override} [{name}]")
     return table
