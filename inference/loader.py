@@ -128,7 +128,12 @@ def _quant_config(path: Path, hf_config: dict[str, Any]) -> dict[str, Any] | Non
 def check_memory(folder: ModelFolder, *, device: str, kv_bytes: int, what: str) -> None:
     """Refuse before loading when weights + KV cache exceed free memory on the device."""
     free = available_memory(device)
-    weights = folder.weight_bytes if folder.quant or device != "cpu" else _fp32_bytes(folder)
+    if device == "cpu":
+        # CPU computes in fp32, and QuantLinear's torch path keeps a dense fp32 copy of each 4-bit
+        # layer: 8x the packed bytes (an upper bound; embeddings are not packed).
+        weights = folder.weight_bytes * 8 if folder.quant else _fp32_bytes(folder)
+    else:
+        weights = folder.weight_bytes
     need = weights + kv_bytes
     if free is not None and need > free:
         gib = 1024**3

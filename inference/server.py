@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -194,7 +195,9 @@ def create_app(
                 code="model_not_found",
             )
 
-    def submit(prompt_ids: list[int], body: Any, max_tokens: int | None) -> tuple[Any, asyncio.Queue]:
+    def submit(
+        prompt_ids: list[int], body: Any, max_tokens: int | None, prompt_param: str
+    ) -> tuple[Any, asyncio.Queue]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -218,7 +221,7 @@ def create_app(
                 429, str(exc), type="rate_limit_error", code="server_busy", headers={"Retry-After": "1"}
             ) from None
         except ContextLengthError as exc:
-            raise APIError(400, str(exc), param="messages", code="context_length_exceeded") from None
+            raise APIError(400, str(exc), param=prompt_param, code="context_length_exceeded") from None
         return req, queue
 
     async def next_event(request: Request, req: Any, queue: asyncio.Queue) -> Event | None:
@@ -285,7 +288,7 @@ def create_app(
             prompt_ids = tok.apply_chat(messages)
         except (ValueError, TokenizerError) as exc:
             raise APIError(400, str(exc), param="messages") from None
-        req, queue = submit(prompt_ids, body, body.max_completion_tokens or body.max_tokens)
+        req, queue = submit(prompt_ids, body, body.max_completion_tokens or body.max_tokens, "messages")
         cid = new_id("chatcmpl")
         if not body.stream:
             text, last = await collect(request, req, queue)
@@ -325,7 +328,7 @@ def create_app(
             prompt_ids = list(prompt)
         else:
             prompt_ids = tok.encode(prompt)
-        req, queue = submit(prompt_ids, body, body.max_tokens)
+        req, queue = submit(prompt_ids, body, body.max_tokens, "prompt")
         cid = new_id("cmpl")
         if not body.stream:
             text, last = await collect(request, req, queue)
@@ -385,13 +388,11 @@ def serve(cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
 
     served = load_served(cfg)
     app = create_app(served, api_key=cfg.api_key)
-    log.warning(
-        "serving %s on http://%s:%d/v1 (%s attention, %d slots x %d tokens)",
-        served.name,
-        host,
-        port,
-        served.attention,
-        served.engine.config.max_batch,
-        served.engine.config.max_context,
+    cfg_e = served.engine.config
+    print(
+        f"serving {served.name} ({served.weights}, {served.attention} attention, {cfg_e.max_batch} slots x "
+        f"{cfg_e.max_context} tokens) on http://{host}:{port}/v1",
+        file=sys.stderr,
+        flush=True,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
