@@ -58,24 +58,29 @@ def test_protected_tokens_survive_translation(corpus_store, fake_llm):
                 assert part.length <= rule.limit
 
 
-def test_numbers_and_model_names_survive(corpus_store, fake_llm):
+@pytest.mark.parametrize("prefix", [SAGE, CROSSPOST_BOT, "🔬 Метод\n\n🏢 Архитектура"])
+def test_every_protected_token_survives_on_real_posts(corpus_store, fake_llm, prefix):
+    from crosspost.parse import doc_from_source
+    from crosspost.tokens import find_tokens
+
     llm = fake_llm()
-    post = find_post(corpus_store, SAGE)
-    result = convert(post, targets=["x", "markdown"], lang="en", llm=llm.config)
-    md = result.targets["markdown"].parts[0].text
-    for token in [
-        "SageAttention2",
-        "FlashAttention2",
-        "RTX4090",
-        "2.1",
-        "4.5",
-        "INT8",
-        "FP16",
-        "H100",
-        "127",
-    ]:
-        assert token in md, token
-    assert all(p.length <= 280 for p in result.targets["x"].parts)
+    post = find_post(corpus_store, prefix)
+    plain = doc_from_source(post).plain()
+    tokens = {
+        plain[t.start : t.end] for t in find_tokens(plain, units=False, terms=True, latin_is_foreign=True)
+    }
+    assert len(tokens) >= 4
+    result = convert(post, targets=DEFAULT_TARGETS, lang="en", llm=llm.config)
+    assert all(t.translated for t in result.targets.values())
+    linkedin = " ".join(p.body for p in result.targets["linkedin"].parts)
+    assert not re.search(r"[А-Яа-яЁё]{2,}", linkedin)  # the fake model translated the words...
+    for token in tokens:  # ...and every URL, mention, number, model name came back unchanged
+        assert token in linkedin, token
+    for name, _target, rule in resolve(DEFAULT_TARGETS, load_rules()):
+        for part in result.targets[name].parts:
+            assert rule.limit is None or part.length <= rule.limit
+    if post.permalink:
+        assert post.permalink in result.targets["x"].parts[0].text
 
 
 def test_glossary_fixes_a_term(tmp_path, fake_llm):
