@@ -19,6 +19,7 @@ PERMALINK = re.compile(
     re.I,
 )
 SHORT_REF = re.compile(r"^@?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,63})/(?P<id>\d+)$")
+FORMATS = ("auto", "text", "markdown", "telegram-json")
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown"}
 
 
@@ -29,6 +30,8 @@ def parse_permalink(source: str) -> tuple[str, int] | None:
 
 def load_source(source: str, *, store: Any = None, fmt: str = "auto", stdin: Any = None) -> SourcePost:
     """`fmt`: auto | text | markdown | telegram-json (auto: by permalink shape, suffix, content)."""
+    if fmt not in FORMATS:
+        raise CrosspostError(f"unknown source format {fmt!r} (known: {', '.join(FORMATS)})")
     if source == "-":
         text = (stdin or sys.stdin).read()
         return SourcePost(text=text, markdown=fmt == "markdown", origin="stdin")

@@ -36,7 +36,8 @@ def crosspost(
     ],
     to: Annotated[str, typer.Option("--to", help="Networks, comma-separated")] = ",".join(DEFAULT_TARGETS),
     lang: Annotated[
-        str | None, typer.Option("--lang", help="Target language [env: RESEARCH_BOT_CROSSPOST_LANG]")
+        str | None,
+        typer.Option("--lang", help="Target language, default en (env RESEARCH_BOT_CROSSPOST_LANG)"),
     ] = None,
     restyle: Annotated[
         bool, typer.Option("--restyle", help="Adapt the style per network with the LLM")
