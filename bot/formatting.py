@@ -21,6 +21,7 @@ CITATION = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
 _TOKEN = re.compile(r"(<[^>]*>)|(&#?\w+;)|([^<&]+)|([<&])")
 _PIECE = re.compile(r"[^\s]*\s*|\s+")
 _SENTENCE_END = re.compile(r"[.!?…][)\]»\"']*\s+$")
+_POST_ID = re.compile(r"t\.me/(?:s/)?[A-Za-z0-9_]+/(\d+)")
 _TAG_NAME = re.compile(r"</?\s*([a-zA-Z][\w-]*)")
 
 
@@ -55,8 +56,8 @@ def source_label(citation: Any) -> str:
     date_text = str(date)[:10] if date else ""
     if title:
         label = str(title)
-    elif channel and url and "t.me/" in url:
-        label = f"@{channel}/{url.rstrip('/').rsplit('/', 1)[-1]}"
+    elif channel and url and (post := _POST_ID.search(url)):
+        label = f"@{channel}/{post.group(1)}"
     elif channel:
         label = f"@{channel}"
     else:
