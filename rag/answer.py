@@ -18,6 +18,7 @@ NOT_IN_CORPUS = "NOT_IN_CORPUS"
 SOURCE_CHARS = 1500  # per source in the prompt; chunks are ~900 characters
 _CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 SUPPORT_OVERLAP = 0.25  # share of a sentence's terms found in the cited source
+SUPPORT_RELATIVE = 0.7  # ...and at least this share of the best-fitting source's overlap
 
 TEXTS = {
     "ru": {
@@ -128,8 +129,10 @@ def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], 
         if not sentence.strip():
             out_sentences.append(sentence)
             continue
-        plain = _CITE.sub("", sentence)
+        plain = re.sub(r"\s+([.!?…,;:])", r"\1", _CITE.sub("", sentence))
         terms = _terms(plain)
+        scores = [_support(terms, s) for s in sources]
+        best = max(range(len(scores)), key=scores.__getitem__) if scores else 0
         kept: list[int] = []
         for match in _CITE.finditer(sentence):
             for raw in match.group(1).split(","):
@@ -137,11 +140,11 @@ def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], 
                 if not 1 <= n <= len(hits):
                     flagged.append({"n": n, "problem": "no such source", "sentence": plain.strip()})
                     continue
-                if _support(terms, sources[n - 1]) >= SUPPORT_OVERLAP:
+                # supported: enough shared terms, and not far behind the source that fits best
+                # (generic words like "faster" overlap with many posts; the right one shares the names)
+                if scores[n - 1] >= SUPPORT_OVERLAP and scores[n - 1] >= SUPPORT_RELATIVE * scores[best]:
                     kept.append(n)
                     continue
-                scores = [_support(terms, s) for s in sources]
-                best = max(range(len(scores)), key=scores.__getitem__)
                 if scores[best] >= SUPPORT_OVERLAP:
                     flagged.append(
                         {

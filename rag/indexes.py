@@ -44,6 +44,7 @@ class LexicalIndex:
         self.flat = flat  # (total tokens,) int32 token ids of all docs
         self.offsets = offsets  # (n + 1,) int64: doc i is flat[offsets[i]:offsets[i + 1]]
         self._bm25: bm25s.BM25 | None = None
+        self._df: np.ndarray | None = None  # document frequency per token id, computed on first use
 
     @classmethod
     def empty(cls) -> LexicalIndex:
@@ -88,6 +89,18 @@ class LexicalIndex:
         bm25 = bm25s.BM25(method="lucene")
         bm25.index((docs, dict(self.vocab)), show_progress=False)
         self._bm25 = bm25
+
+    def idf(self, token: str) -> float:
+        """BM25 idf of a token (documents = chunks); a token the corpus never saw gets the maximum."""
+        if self._df is None:
+            n_vocab = max(self.vocab.values(), default=-1) + 1
+            df = np.zeros(n_vocab, dtype=np.int64)
+            for i in range(len(self)):
+                df[np.unique(self.flat[self.offsets[i] : self.offsets[i + 1]])] += 1
+            self._df = df
+        token_id = self.vocab.get(token)
+        df = int(self._df[token_id]) if token_id is not None and token_id < len(self._df) else 0
+        return float(np.log(1 + (len(self) - df + 0.5) / (df + 0.5)))
 
     def scores(self, tokens: list[str]) -> np.ndarray:
         """BM25 score of every doc for the query tokens, (n,) float32; zeros for unknown tokens."""

@@ -200,7 +200,6 @@ class Retriever:
         hits: list[Hit] = []
         seen_docs: set[tuple[str, int]] = set()
         chosen_vectors: list[np.ndarray] = []
-        query_terms = set(query.tokens) | set(query.expansion)
         for cid, score in ranked:
             row = meta.get(cid)
             if row is None:  # chunk deleted from the store after this generation was built
@@ -219,9 +218,7 @@ class Retriever:
             chunk_terms = set(
                 tokenize(row["doc_text"] or row["text"])
             )  # the whole post: terms may sit in another chunk
-            coverage = len(set(query.tokens) & chunk_terms) / len(set(query.tokens)) if query.tokens else 0.0
-            if query.expansion and query.tokens:
-                coverage = max(coverage, len(query_terms & chunk_terms) / len(set(query.tokens)))
+            coverage = self._coverage(query, chunk_terms)
             cosine = float(chunk_vector @ vector) if chunk_vector is not None and vector is not None else 0.0
             hits.append(
                 Hit(
@@ -242,6 +239,23 @@ class Retriever:
             if len(hits) >= k:
                 break
         return hits
+
+    def _coverage(self, query: Query, doc_terms: set[str]) -> float:
+        """IDF-weighted share of the query's terms found in the document (a glossary translation
+        counts for its source term): rare terms like model names weigh most, words that occur
+        everywhere ("model", "train") little, and words the corpus never saw the most."""
+        terms = list(dict.fromkeys(query.tokens))
+        if not terms:
+            return 0.0
+        idf = self.gen.lexical.idf
+        translated = set(query.expansion) & doc_terms
+        found = total = 0.0
+        for term in terms:
+            weight = idf(term)
+            total += weight
+            if term in doc_terms or (translated and set(expand_terms([term], query.language)) & translated):
+                found += weight
+        return found / total if total else 0.0
 
     def _vector(self, chunk_id: int) -> np.ndarray | None:
         try:
