@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -68,23 +69,37 @@ async def run_polling(settings: Settings, services: Any) -> None:
         await bot.session.close()
 
 
-def run_webhook(settings: Settings, services: Any, url: str) -> None:
+def create_webhook_app(settings: Settings, services: Any, url: str) -> Any:
+    """aiogram's aiohttp webhook server: updates POSTed to `url`'s path; the webhook is set on startup."""
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
     from aiohttp import web
 
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, services)
-    host, _, port = settings.webhook_listen.rpartition(":")
-    path = "/" + url.split("://", 1)[-1].split("/", 1)[1] if "/" in url.split("://", 1)[-1] else "/"
+    path = urlsplit(url).path or "/"
 
     async def on_startup(bot: Bot) -> None:
         await bot.set_webhook(url, allowed_updates=dispatcher.resolve_used_update_types())
 
     dispatcher.startup.register(on_startup)
     application = web.Application()
-    SimpleRequestHandler(dispatcher=dispatcher, bot=bot).register(application, path=path)
+    SimpleRequestHandler(dispatcher=dispatcher, bot=bot, handle_in_background=True).register(
+        application, path=path
+    )
     setup_application(application, dispatcher, bot=bot)
-    web.run_app(application, host=host or "0.0.0.0", port=int(port or 8080), print=None)
+    return application
+
+
+def run_webhook(settings: Settings, services: Any, url: str) -> None:
+    from aiohttp import web
+
+    host, _, port = settings.webhook_listen.rpartition(":")
+    web.run_app(
+        create_webhook_app(settings, services, url),
+        host=host or "0.0.0.0",
+        port=int(port or 8080),
+        print=None,
+    )
 
 
 def run(settings: Settings, services: Any, webhook: str | None = None) -> None:

@@ -47,7 +47,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Too many messages: please wait {s} s.",
         "ru": "Слишком много сообщений: подождите {s} с.",
     },
-    "thinking": {"en": "Searching the corpus…", "ru": "Ищу в корпусе…"},
     "sources_title": {"en": "Sources", "ru": "Источники"},
     "btn_sources": {"en": "📚 Sources", "ru": "📚 Источники"},
     "btn_convert": {"en": "🔁 Convert post [{n}]", "ru": "🔁 Переделать пост [{n}]"},
@@ -61,11 +60,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "ru": "Извините, у меня что-то сломалось. Попробуйте ещё раз через минуту.",
     },
     "user_error": {"en": "Could not do that: {msg}", "ru": "Не получилось: {msg}"},
-    "busy_chat": {
-        "en": "Still answering your previous message; this one is queued.",
-        "ru": "Ещё отвечаю на предыдущее сообщение; это поставлено в очередь.",
-    },
-    # --- cross-posting ----------------------------------------------------------------------
     "crosspost_usage": {
         "en": "Send /crosspost with a post link (t.me/channel/123), or forward a channel post to me, "
         "or write /crosspost followed by the text.",

@@ -186,6 +186,19 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     )
 
 
+@router.message(F.chat.type == "private", F.text.regexp(POST_LINK))
+async def on_post_link(message: Message, crosspost: Any, ui: UiState) -> None:
+    """A bare post link in a private chat: the user wants that post converted."""
+    await convert_and_preview(
+        message,
+        (message.text or "").strip(),
+        crosspost=crosspost,
+        ui=ui,
+        language=lang(message),
+        reply_to=message.message_id,
+    )
+
+
 @router.callback_query(ConvertCb.filter())
 async def on_convert_button(
     query: CallbackQuery, callback_data: ConvertCb, crosspost: Any, ui: UiState

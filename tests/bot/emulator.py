@@ -279,6 +279,9 @@ class Emulator:
     def _m_deleteWebhook(self, params: dict[str, Any]) -> bool:
         return True
 
+    def _m_setWebhook(self, params: dict[str, Any]) -> bool:
+        return True
+
     def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         return True
 

@@ -67,7 +67,7 @@ async def test_crosspost_of_a_corpus_post_gives_valid_parts_for_every_network(re
 
 async def test_convert_button_and_links_not_in_corpus(real):
     async with running_bot(real) as emu:
-        emu.message(f"/crosspost https://t.me/{CHANNEL}/999", user_id=203)
+        emu.message(f"https://t.me/{CHANNEL}/999", user_id=203)  # a bare link in a private chat
         reply = await emu.wait_for(lambda: emu.bot_messages(203), timeout=30)
         emu.press(reply[0], f"cv:{CHANNEL}:11", user_id=203)
         await emu.wait_for(lambda: len(emu.bot_messages(203)) == 2, timeout=30)
