@@ -23,7 +23,7 @@ from inference.model import ModelConfig, Transformer
 
 SIZES = {
     # hidden, layers, heads, kv heads, intermediate, vocab
-    "tiny": (256, 4, 8, 4, 688, 4096),
+    "tiny": (256, 4, 8, 4, 768, 4096),
     "1b": (2048, 16, 32, 8, 8192, 32000),  # Llama-3.2-1B-like shapes
     "7b": (4096, 32, 32, 8, 14336, 32000),  # Llama-3-8B-like shapes
 }
@@ -67,11 +67,11 @@ def _to_random_gptq(model: Transformer, group: int = 128) -> None:
                     continue
                 k, n, dev = lin.in_features, lin.out_features, lin.weight.device
                 q = torch.randint(0, 16, (k, n), dtype=torch.int32, device=dev)
-                zeros = torch.full((k // group, n), 7, dtype=torch.int32, device=dev)
+                zeros = torch.full((-(-k // group), n), 7, dtype=torch.int32, device=dev)
                 ql = QuantizedLinear(
                     qweight=pack(q, 4, dim=0),
                     qzeros=pack(zeros, 4, dim=1),
-                    scales=torch.full((k // group, n), 0.002, dtype=torch.float16, device=dev),
+                    scales=torch.full((-(-k // group), n), 0.002, dtype=torch.float16, device=dev),
                     g_idx=(torch.arange(k, device=dev) // group).to(torch.int32),
                     bits=4,
                 )
@@ -186,13 +186,19 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--concurrent", type=int, default=8)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 on a shared box"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     size = args.size or ("1b" if device == "cuda" else "tiny")
     gptq = device == "cuda"
     model = build(size, device, gptq)
-    what = f"{size} ({'GPTQ 4-bit' if gptq else 'fp32'}) on {torch.cuda.get_device_name() if gptq else 'CPU'}"
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    what = f"{size} ({'GPTQ 4-bit' if gptq else 'fp32'}) on {where}"
     dec = decode_cache_vs_recompute(model, device, args.tokens)
     bat = batching(model, device, args.concurrent, min(args.tokens, 128))
     if args.json:

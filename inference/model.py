@@ -201,17 +201,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 AttentionFn = Any  # (q, k, v, *, causal, kv_lens) -> out; chosen once at load (see engine/loader)
 
 
+_SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+
+
 def torch_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, kv_lens: torch.Tensor | None = None
 ) -> torch.Tensor:
     """q (B, Hq, Tq, D), k/v (B, Hkv, Tk, D) -> (B, Hq, Tq, D). Causal is bottom-right aligned
     (query i sees keys up to Tk - Tq + i); kv_lens (B,) masks padded keys."""
     tq, tk = q.shape[2], k.shape[2]
-    if k.shape[1] != q.shape[1]:  # GQA: expand kv heads; SDPA's enable_gqa lacks some CPU kernels
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    # GQA through SDPA's enable_gqa: copying K/V per query head (repeat_interleave) was the largest
+    # cost of a batched CPU decode step (0.47 vs 0.17 ms per call at B=8, Tk=200).
+    gqa = {}
+    if k.shape[1] != q.shape[1]:
+        if _SDPA_GQA:
+            gqa = {"enable_gqa": True}
+        else:  # torch < 2.5
+            rep = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
     if kv_lens is None and (not causal or tq == tk):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and tq > 1)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and tq > 1, **gqa)
     keys = torch.arange(tk, device=q.device)
     mask = torch.ones(q.shape[0], 1, tq, tk, dtype=torch.bool, device=q.device)
     if causal:
@@ -219,7 +228,7 @@ def torch_attention(
         mask = mask & (keys[None, :] <= queries[:, None])[None, None]
     if kv_lens is not None:
         mask = mask & (keys[None, :] < kv_lens[:, None])[:, None, None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **gqa)
 
 
 @dataclass

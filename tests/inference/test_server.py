@@ -29,7 +29,14 @@ def _free_port() -> int:
 def server(tmp_path_factory):
     folder = build_served_folder(tmp_path_factory.mktemp("served") / "tiny-chat")
     port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RESEARCH_BOT_DATA_DIR": str(folder.parent / "data")}
+    # one torch thread: on a shared CI box, OpenMP threads spinning against other processes made
+    # decoding ~9x slower (measured 25 vs 220 tok/s at load 10 on 2 cores)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "RESEARCH_BOT_DATA_DIR": str(folder.parent / "data"),
+        "OMP_NUM_THREADS": "1",
+    }
     cmd = [
         sys.executable,
         "-m",
