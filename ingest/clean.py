@@ -1,7 +1,8 @@
 """Cleaning and deduplication of parsed records, shared by every parser.
 
 - `is_junk_line`: page boilerplate, sidebar and counters that captured pages mix into posts.
-- `clean_text`: trims junk lines at the edges and collapses runs of blank lines.
+- `clean_text`: normalizes newlines, trims line ends, collapses runs of blank lines;
+  `clean_with_entities` does the same while moving Telegram entity offsets (UTF-16) along.
 - `dedupe_posts`: exact duplicates by normalized hash, near-duplicates (preview vs full text)
   by shingle containment, keeping the longest copy and the best metadata of both.
 - `finish_batch`: the last step of every parser: clean, dedupe, attach paper references.
@@ -9,8 +10,11 @@
 
 from __future__ import annotations
 
+import bisect
+import logging
 import re
 import unicodedata
+from typing import Any
 
 from ingest.refs import find_paper_refs
 from rag.store.dedupe import is_near_duplicate, shingles
@@ -48,6 +52,11 @@ JUNK_PATTERNS = [
 ]
 
 
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units: the unit of Telegram entity offsets."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def is_reactions(line: str) -> bool:
     """Only counts and emoji (at least one pictograph and one number), no words, short."""
     line = line.strip()
@@ -83,9 +92,109 @@ def clean_text(text: str) -> str:
     return text.strip()
 
 
+def clean_with_entities(text: str, entities: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """`clean_text(text)` plus entities moved to the cleaned text (empty ones dropped).
+
+    Mirrors `ingest.clean.clean_text` step by step on a keep-mask of the characters:
+    CR/LF and NBSP normalization, trailing whitespace of each line, 3+ newlines → 2, outer strip.
+    """
+    cleaned = clean_text(text)
+    if cleaned == text:
+        return text, entities
+    if cleaned == text.strip():
+        # Only the outer strip changed the text (the common case): shift, clip, drop empties.
+        lead = utf16_len(text[: len(text) - len(text.lstrip())])
+        size = utf16_len(cleaned)
+        shifted = []
+        for entity in entities:
+            start = max(0, int(entity["offset"]) - lead)
+            end = min(size, int(entity["offset"]) + int(entity["length"]) - lead)
+            if end > start:
+                shifted.append({**entity, "offset": start, "length": end - start})
+        return cleaned, shifted
+    chars: list[str] = []
+    origin: list[int] = []  # index in `text` of each char of `chars`
+    for index, ch in enumerate(text):
+        if ch == "\r":
+            if index + 1 < len(text) and text[index + 1] == "\n":
+                continue
+            ch = "\n"
+        elif ch == "\u00a0":
+            ch = " "
+        chars.append(ch)
+        origin.append(index)
+    keep = [True] * len(chars)
+    # Trailing whitespace of every line (str.rstrip semantics; lines split on "\n" only).
+    line_end = len(chars)
+    for i in range(len(chars) - 1, -2, -1):
+        if i == -1 or chars[i] == "\n":
+            j = line_end - 1
+            while j > i and chars[j].isspace():
+                keep[j] = False
+                j -= 1
+            line_end = i
+    # Runs of 3+ newlines (among kept chars) become two.
+    run = 0
+    for i, ch in enumerate(chars):
+        if not keep[i]:
+            continue
+        if ch == "\n":
+            run += 1
+            if run > 2:
+                keep[i] = False
+        else:
+            run = 0
+    # Outer strip.
+    for order in (range(len(chars)), range(len(chars) - 1, -1, -1)):
+        for i in order:
+            if not keep[i]:
+                continue
+            if chars[i].isspace():
+                keep[i] = False
+            else:
+                break
+    if cleaned != "".join(ch for ch, k in zip(chars, keep, strict=True) if k):
+        # The mirror of clean_text drifted (tests guard it): keep the text, drop the offsets.
+        logging.getLogger(__name__).warning("entity offsets dropped: clean_text changed")
+        return cleaned, []
+    if not entities:
+        return cleaned, []
+    # Map UTF-16 offsets of `text` to UTF-16 offsets of `cleaned`.
+    starts: list[int] = []  # UTF-16 start of each char of `text`
+    position = 0
+    for ch in text:
+        starts.append(position)
+        position += 2 if ord(ch) > 0xFFFF else 1
+    kept_before = [0] * (len(text) + 1)  # kept UTF-16 units before each char of `text`
+    kept_at = {origin[i]: chars[i] for i in range(len(chars)) if keep[i]}
+    for index in range(len(text)):
+        ch = kept_at.get(index)
+        kept_before[index + 1] = kept_before[index] + (0 if ch is None else (2 if ord(ch) > 0xFFFF else 1))
+
+    def remap(offset: int) -> int:
+        return kept_before[bisect.bisect_left(starts, offset)] if offset < position else kept_before[-1]
+
+    moved = []
+    for entity in entities:
+        start = remap(int(entity["offset"]))
+        end = remap(int(entity["offset"]) + int(entity["length"]))
+        if end > start:
+            moved.append({**entity, "offset": start, "length": end - start})
+    return cleaned, moved
+
+
 def _merge_into(keep: PostRecord, other: PostRecord) -> None:
     """`keep` (the longer text) takes the metadata `other` has and it lacks."""
-    for name in ("message_id", "date", "edited", "author", "channel_title", "forwarded_from", "reply_to", "views"):
+    for name in (
+        "message_id",
+        "date",
+        "edited",
+        "author",
+        "channel_title",
+        "forwarded_from",
+        "reply_to",
+        "views",
+    ):
         if getattr(keep, name) is None and getattr(other, name) is not None:
             setattr(keep, name, getattr(other, name))
     if not keep.channel and other.channel:
@@ -147,7 +256,7 @@ def finish_batch(batch: SourceBatch, *, near_duplicates: bool = True) -> SourceB
     """Clean texts, drop empty posts, merge duplicates, attach paper references."""
     cleaned = []
     for post in batch.posts:
-        post.text = clean_text(post.text)
+        post.text, post.entities = clean_with_entities(post.text, post.entities)
         if post.text or post.media:
             cleaned.append(post)
         else:

@@ -6,22 +6,18 @@ knows that markup and nothing about pages, posts or the store. Pages are parsed 
 (libxml2): about 25x faster than building a BeautifulSoup tree of the same page (measured on a
 1,000-message export: 0.04 s vs 0.9 s).
 
-`clean_with_entities` applies exactly `ingest.clean.clean_text` to the text while moving the
-entity offsets with it, so `finish_batch` (which cleans again) leaves text and offsets in step.
+Cleaning (`ingest.clean.clean_with_entities`) moves the entity offsets with the text.
 """
 
 from __future__ import annotations
 
-import bisect
-import logging
 import re
 from typing import Any
 
 import lxml.html
 from lxml import etree
 
-from ingest.clean import clean_text
-from ingest.parsers.telegram_json import utf16_len
+from ingest.clean import clean_with_entities, utf16_len
 from rag.errors import IngestError
 
 SIMPLE_TAGS = {
@@ -233,97 +229,6 @@ def html_to_entities(node: Element | None) -> tuple[str, list[dict[str, Any]], l
     builder.walk(node)
     entities = sorted(builder.entities, key=lambda e: (e["offset"], -e["length"]))
     return "".join(builder.pieces), entities, list(dict.fromkeys(builder.links))
-
-
-def clean_with_entities(text: str, entities: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """`clean_text(text)` plus entities moved to the cleaned text (empty ones dropped).
-
-    Mirrors `ingest.clean.clean_text` step by step on a keep-mask of the characters:
-    CR/LF and NBSP normalization, trailing whitespace of each line, 3+ newlines → 2, outer strip.
-    """
-    cleaned = clean_text(text)
-    if cleaned == text:
-        return text, entities
-    if cleaned == text.strip():
-        # Only the outer strip changed the text (the common case): shift, clip, drop empties.
-        lead = utf16_len(text[: len(text) - len(text.lstrip())])
-        size = utf16_len(cleaned)
-        shifted = []
-        for entity in entities:
-            start = max(0, int(entity["offset"]) - lead)
-            end = min(size, int(entity["offset"]) + int(entity["length"]) - lead)
-            if end > start:
-                shifted.append({**entity, "offset": start, "length": end - start})
-        return cleaned, shifted
-    chars: list[str] = []
-    origin: list[int] = []  # index in `text` of each char of `chars`
-    for index, ch in enumerate(text):
-        if ch == "\r":
-            if index + 1 < len(text) and text[index + 1] == "\n":
-                continue
-            ch = "\n"
-        elif ch == "\u00a0":
-            ch = " "
-        chars.append(ch)
-        origin.append(index)
-    keep = [True] * len(chars)
-    # Trailing whitespace of every line (str.rstrip semantics; lines split on "\n" only).
-    line_end = len(chars)
-    for i in range(len(chars) - 1, -2, -1):
-        if i == -1 or chars[i] == "\n":
-            j = line_end - 1
-            while j > i and chars[j].isspace():
-                keep[j] = False
-                j -= 1
-            line_end = i
-    # Runs of 3+ newlines (among kept chars) become two.
-    run = 0
-    for i, ch in enumerate(chars):
-        if not keep[i]:
-            continue
-        if ch == "\n":
-            run += 1
-            if run > 2:
-                keep[i] = False
-        else:
-            run = 0
-    # Outer strip.
-    for order in (range(len(chars)), range(len(chars) - 1, -1, -1)):
-        for i in order:
-            if not keep[i]:
-                continue
-            if chars[i].isspace():
-                keep[i] = False
-            else:
-                break
-    if cleaned != "".join(ch for ch, k in zip(chars, keep, strict=True) if k):
-        # The mirror of clean_text drifted (tests guard it): keep the text, drop the offsets.
-        logging.getLogger(__name__).warning("entity offsets dropped: clean_text changed")
-        return cleaned, []
-    if not entities:
-        return cleaned, []
-    # Map UTF-16 offsets of `text` to UTF-16 offsets of `cleaned`.
-    starts: list[int] = []  # UTF-16 start of each char of `text`
-    position = 0
-    for ch in text:
-        starts.append(position)
-        position += 2 if ord(ch) > 0xFFFF else 1
-    kept_before = [0] * (len(text) + 1)  # kept UTF-16 units before each char of `text`
-    kept_at = {origin[i]: chars[i] for i in range(len(chars)) if keep[i]}
-    for index in range(len(text)):
-        ch = kept_at.get(index)
-        kept_before[index + 1] = kept_before[index] + (0 if ch is None else (2 if ord(ch) > 0xFFFF else 1))
-
-    def remap(offset: int) -> int:
-        return kept_before[bisect.bisect_left(starts, offset)] if offset < position else kept_before[-1]
-
-    moved = []
-    for entity in entities:
-        start = remap(int(entity["offset"]))
-        end = remap(int(entity["offset"]) + int(entity["length"]))
-        if end > start:
-            moved.append({**entity, "offset": start, "length": end - start})
-    return cleaned, moved
 
 
 def message_text(node: Element | None) -> tuple[str, list[dict[str, Any]], list[str]]:

@@ -19,7 +19,29 @@ from rag.store.db import IngestSummary, Store
 
 URL = re.compile(r"^https?://", re.I)
 # Files that are never sources: hidden files, editor backups, media of exports.
-IGNORED_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".mp4", ".mov", ".ogg", ".css", ".js", ".ico"}
+IGNORED_SUFFIXES = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".webp",
+    ".tgs",
+    ".svg",
+    ".ico",
+    ".css",
+    ".js",
+    ".mp4",
+    ".mov",
+    ".webm",
+    ".mkv",
+    ".avi",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".m4a",
+    ".wav",
+}
 
 
 @dataclass
@@ -44,8 +66,10 @@ def expand(locations: Iterable[str]) -> tuple[list[str], list[str]]:
         path = Path(location)
         if path.is_dir():
             files = [
-                p for p in sorted(path.rglob("*"))
-                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and p.suffix.lower() not in IGNORED_SUFFIXES
             ]
             if not files:

@@ -15,6 +15,7 @@ Dates on these pages carry no timezone; they are stored as UTC.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +25,9 @@ from ingest.registry import RawSource, register
 from rag.store.records import PostRecord, SourceBatch
 
 SINGLE_POST_HEADER = re.compile(r"^(?P<channel>[A-Za-z0-9_]{3,64}) Telegram (?P<id>\d+)$")
-PERMALINK_LINE = re.compile(r"^(?:https?://)?(?:www\.)?(?:tgoop\.com|t\.me)/(?P<channel>[A-Za-z0-9_]{3,64})/(?P<id>\d+)$")
+PERMALINK_LINE = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:tgoop\.com|t\.me)/(?P<channel>[A-Za-z0-9_]{3,64})/(?P<id>\d+)$"
+)
 AVATAR_HEADER = re.compile(r"^(?P<title>.{1,64}) avatar$")
 SUBSCRIBERS = re.compile(r"^[\d.,]+[KkMm]? subscribers$")
 BRACKET_LINKS = re.compile(r"^(?:\[[^\]\n]{1,40}\]\s*){1,4}$")
@@ -87,8 +90,20 @@ def _cut_footer(lines: list[str]) -> list[str]:
     return lines
 
 
+def _union(first: list[str], second: list[str]) -> list[str]:
+    """Both copies' lines in page order: each copy may lack lines the other has (the preview cuts
+    list items, the full copy drops the title or a trailing code snippet)."""
+    merged: list[str] = []
+    matcher = difflib.SequenceMatcher(a=first, b=second, autojunk=False)
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        merged.extend(first[a0:a1])
+        if tag in ("replace", "insert"):
+            merged.extend(second[b0:b1])
+    return merged
+
+
 def _merge_copies(lines: list[str]) -> list[str]:
-    """If the block shows the post twice (preview, then full), keep one complete copy."""
+    """If the block shows the post twice (preview, then full), keep one copy with every line."""
     nonblank = [i for i, line in enumerate(lines) if line.strip()]
     for i in nonblank[:4]:
         first = lines[i].strip()
@@ -96,9 +111,7 @@ def _merge_copies(lines: list[str]) -> list[str]:
             continue
         for j in range(i + 1, len(lines)):
             if lines[j].strip() == first:
-                lead, copy_a, copy_b = lines[:i], lines[i:j], lines[j:]
-                longer = copy_a if len("".join(copy_a)) >= len("".join(copy_b)) else copy_b
-                return lead + longer
+                return lines[:i] + _union(lines[i:j], lines[j:])
     return lines
 
 
@@ -108,8 +121,12 @@ def _split_untitled_posts(block: _Block) -> list[_Block]:
     lines = block.lines
     for k, line in enumerate(lines):
         starts_post = (
-            k > 0 and lines[k - 1].strip() and line.strip() and k + 1 < len(lines)
-            and BRACKET_LINKS.match(lines[k + 1].strip()) and not BRACKET_LINKS.match(line.strip())
+            k > 0
+            and lines[k - 1].strip()
+            and line.strip()
+            and k + 1 < len(lines)
+            and BRACKET_LINKS.match(lines[k + 1].strip())
+            and not BRACKET_LINKS.match(line.strip())
             and any(x.strip() for x in parts[-1].lines)
         )
         if starts_post:
@@ -187,9 +204,14 @@ class PageDump:
             return False
         lines = [line.strip() for line in text.splitlines()]
         markers = sum(
-            1 for line in lines
-            if DATE_TIME.match(line) or is_reactions(line) or PERMALINK_LINE.match(line)
-            or line == MEDIA_PLACEHOLDER or AVATAR_HEADER.match(line) or SUBSCRIBERS.match(line)
+            1
+            for line in lines
+            if DATE_TIME.match(line)
+            or is_reactions(line)
+            or PERMALINK_LINE.match(line)
+            or line == MEDIA_PLACEHOLDER
+            or AVATAR_HEADER.match(line)
+            or SUBSCRIBERS.match(line)
         )
         return bool(lines and SINGLE_POST_HEADER.match(lines[0])) or markers >= 2
 
@@ -215,14 +237,22 @@ class PageDump:
                     if part.date or part.has_media:
                         batch.skipped += 1  # a media-only post: nothing to search
                     continue
-                batch.posts.append(PostRecord(
-                    channel=channel, channel_title=title, text=body, date=part.date,
-                    reactions=part.reactions, forwarded_from=part.forwarded_from, media=[{"type": "unavailable"}] if part.has_media else [],
-                ))
+                batch.posts.append(
+                    PostRecord(
+                        channel=channel,
+                        channel_title=title,
+                        text=body,
+                        date=part.date,
+                        reactions=part.reactions,
+                        forwarded_from=part.forwarded_from,
+                        media=[{"type": "unavailable"}] if part.has_media else [],
+                    )
+                )
         return finish_batch(batch)
 
-    def _single_post(self, source: RawSource, text: str, lines: list[str], header: re.Match[str],
-                     batch: SourceBatch) -> SourceBatch:
+    def _single_post(
+        self, source: RawSource, text: str, lines: list[str], header: re.Match[str], batch: SourceBatch
+    ) -> SourceBatch:
         message_id = int(header.group("id"))
         # The permalink line has the username's real casing; the header shouts it in capitals.
         channel = header.group("channel").lower()
@@ -241,9 +271,14 @@ class PageDump:
             batch.skipped += 1
             return batch
         longest = max(copies, key=lambda b: len(b.text()))
-        batch.posts.append(PostRecord(
-            channel=source.channel_hint or channel, channel_title=title, text=longest.text(),
-            message_id=message_id, reactions=reactions,
-            media=[{"type": "unavailable"}] if any(b.has_media for b in blocks) else [],
-        ))
+        batch.posts.append(
+            PostRecord(
+                channel=channel,
+                channel_title=title,
+                text=longest.text(),
+                message_id=message_id,
+                reactions=reactions,
+                media=[{"type": "unavailable"}] if any(b.has_media for b in blocks) else [],
+            )
+        )
         return batch

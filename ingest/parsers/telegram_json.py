@@ -11,24 +11,34 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.clean import finish_batch
+from ingest.clean import finish_batch, utf16_len
 from ingest.registry import RawSource, register
 from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
 
 # Export entity type -> Bot API entity type.
 ENTITY_TYPES = {
-    "link": "url", "text_link": "text_link", "bold": "bold", "italic": "italic", "code": "code",
-    "pre": "pre", "mention": "mention", "mention_name": "text_mention", "hashtag": "hashtag",
-    "cashtag": "cashtag", "email": "email", "phone": "phone_number", "bot_command": "bot_command",
-    "strikethrough": "strikethrough", "underline": "underline", "spoiler": "spoiler",
-    "blockquote": "blockquote", "custom_emoji": "custom_emoji", "bank_card": "bank_card",
+    "link": "url",
+    "text_link": "text_link",
+    "bold": "bold",
+    "italic": "italic",
+    "code": "code",
+    "pre": "pre",
+    "mention": "mention",
+    "mention_name": "text_mention",
+    "hashtag": "hashtag",
+    "cashtag": "cashtag",
+    "email": "email",
+    "phone": "phone_number",
+    "bot_command": "bot_command",
+    "strikethrough": "strikethrough",
+    "underline": "underline",
+    "spoiler": "spoiler",
+    "blockquote": "blockquote",
+    "custom_emoji": "custom_emoji",
+    "bank_card": "bank_card",
 }
 MEDIA_KEYS = ("photo", "file", "thumbnail", "media_type", "mime_type", "duration_seconds", "sticker_emoji")
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 def parse_unixtime(value: Any) -> datetime | None:
@@ -53,9 +63,11 @@ def flatten_text(message: dict[str, Any]) -> tuple[str, list[dict[str, Any]], li
     parts = message.get("text_entities")
     if parts is None:
         raw = message.get("text", "")
-        parts = [{"type": "plain", "text": raw}] if isinstance(raw, str) else [
-            p if isinstance(p, dict) else {"type": "plain", "text": str(p)} for p in raw or []
-        ]
+        parts = (
+            [{"type": "plain", "text": raw}]
+            if isinstance(raw, str)
+            else [p if isinstance(p, dict) else {"type": "plain", "text": str(p)} for p in raw or []]
+        )
     if not isinstance(parts, list):
         raise ValueError("text_entities is not a list")
     pieces: list[str] = []
@@ -92,14 +104,17 @@ def message_to_record(message: dict[str, Any], channel: str, title: str | None) 
     media = {k: message[k] for k in MEDIA_KEYS if k in message}
     reactions = {
         str(r.get("emoji") or r.get("document_id") or r.get("type")): int(r.get("count", 0))
-        for r in message.get("reactions", []) or [] if isinstance(r, dict)
+        for r in message.get("reactions", []) or []
+        if isinstance(r, dict)
     }
     message_id = message.get("id")
     return PostRecord(
         channel=channel,
         channel_title=title,
         text=text,
-        message_id=int(message_id) if isinstance(message_id, int | str) and str(message_id).isdigit() else None,
+        message_id=int(message_id)
+        if isinstance(message_id, int | str) and str(message_id).isdigit()
+        else None,
         date=parse_unixtime(message.get("date_unixtime")) or parse_iso(message.get("date")),
         edited=parse_unixtime(message.get("edited_unixtime")) or parse_iso(message.get("edited")),
         author=message.get("author") or message.get("from"),
@@ -126,7 +141,9 @@ class TelegramJsonExport:
         try:
             export = json.loads(source.text())
         except json.JSONDecodeError as exc:
-            raise IngestError(f"{source.location}: malformed JSON export ({exc.msg} at line {exc.lineno})") from exc
+            raise IngestError(
+                f"{source.location}: malformed JSON export ({exc.msg} at line {exc.lineno})"
+            ) from exc
         if not isinstance(export, dict) or not isinstance(export.get("messages"), list):
             raise IngestError(f"{source.location}: JSON has no messages[] list; not a Telegram export")
         title = export.get("name") if isinstance(export.get("name"), str) else None

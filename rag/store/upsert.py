@@ -8,6 +8,7 @@ so a 50k-post export does not pay a query per post.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import String, insert, select, update
 from sqlalchemy.orm import Session
@@ -60,6 +61,13 @@ def resolve_channel(s: Session, username: str | None, title: str | None) -> Chan
     return channel
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """Store instants in UTC: SQLite keeps no offset, so 23:54+03:00 would read back as 23:54."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _post_values(record: PostRecord, channel: Channel, source_id: int | None) -> dict:
     permalink = None
     if record.message_id is not None and not channel.username.startswith(PLACEHOLDER_PREFIX):
@@ -69,8 +77,8 @@ def _post_values(record: PostRecord, channel: Channel, source_id: int | None) ->
         "dedupe_key": record.key,
         "message_id": record.message_id,
         "permalink": permalink,
-        "date": record.date,
-        "edited_at": record.edited,
+        "date": _utc(record.date),
+        "edited_at": _utc(record.edited),
         "author": record.author,
         "text": record.text,
         "entities": record.entities,
@@ -93,15 +101,17 @@ def _load_existing(s: Session, channel_id: int, with_shingles: bool) -> dict[str
     for row in s.execute(select(*columns).where(Post.channel_id == channel_id)):
         text = row[4] if with_shingles else ""
         existing[row.dedupe_key] = _Existing(
-            row.id, row.dedupe_key, row.content_hash, len(text), row.message_id is not None,
+            row.id,
+            row.dedupe_key,
+            row.content_hash,
+            len(text),
+            row.message_id is not None,
             shingles(text) if with_shingles else frozenset(),
         )
     return existing
 
 
-def _find_near_duplicate(
-    record_shingles: frozenset[int], candidates: list[_Existing]
-) -> _Existing | None:
+def _find_near_duplicate(record_shingles: frozenset[int], candidates: list[_Existing]) -> _Existing | None:
     for candidate in candidates:
         if is_near_duplicate(record_shingles, candidate.shingles):
             return candidate
@@ -132,8 +142,10 @@ def upsert_posts(
         match = existing.get(record.key)
         record_shingles = shingles(record.text) if with_shingles else frozenset()
         if match is None and with_shingles:
-            pool = [e for e in existing.values() if not e.has_id] if record.message_id is not None else list(
-                existing.values()
+            pool = (
+                [e for e in existing.values() if not e.has_id]
+                if record.message_id is not None
+                else list(existing.values())
             )
             match = _find_near_duplicate(record_shingles, pool)
             if match is not None and record.message_id is None and match.text_len >= len(record.text):
@@ -142,8 +154,14 @@ def upsert_posts(
                 continue
         if match is None:
             to_insert.append((index, values))
-            placeholder = _Existing(-1, record.key, record.content_hash, len(record.text),
-                                    record.message_id is not None, record_shingles)
+            placeholder = _Existing(
+                -1,
+                record.key,
+                record.content_hash,
+                len(record.text),
+                record.message_id is not None,
+                record_shingles,
+            )
             existing[record.key] = placeholder
             continue
         if match.id == -1:  # duplicate inside this very batch: keep the first
@@ -157,7 +175,11 @@ def upsert_posts(
             # Longer id-less copy of an id-less post: keep its key, take the longer text.
             values["dedupe_key"] = match.key
         s.execute(update(Post).where(Post.id == match.id).values(**values, updated_at=now))
-        match.content_hash, match.key, match.text_len = record.content_hash, values["dedupe_key"], len(record.text)
+        match.content_hash, match.key, match.text_len = (
+            record.content_hash,
+            values["dedupe_key"],
+            len(record.text),
+        )
         summary.updated += 1
         summary.changed_post_ids.append(match.id)
 
@@ -182,9 +204,15 @@ def upsert_papers(s: Session, papers: list[PaperRecord], summary: IngestSummary)
             continue
         row = s.scalar(select(Paper).where(Paper.dedupe_key == key))
         values = {
-            "dedupe_key": key, "arxiv_id": paper.arxiv_id, "doi": paper.doi, "title": paper.title,
-            "authors": paper.authors, "url": paper.url, "abstract": paper.abstract,
-            "full_text": paper.full_text, "source_file": paper.source_file,
+            "dedupe_key": key,
+            "arxiv_id": paper.arxiv_id,
+            "doi": paper.doi,
+            "title": paper.title,
+            "authors": paper.authors,
+            "url": paper.url,
+            "abstract": paper.abstract,
+            "full_text": paper.full_text,
+            "source_file": paper.source_file,
             "content_hash": paper.content_hash,
         }
         is_stub = not (paper.full_text or paper.abstract or paper.title)
@@ -206,13 +234,16 @@ def upsert_papers(s: Session, papers: list[PaperRecord], summary: IngestSummary)
     return ids
 
 
-def upsert_batch(s: Session, batch: SourceBatch, *, source_id: int | None, channel_hint: str | None) -> IngestSummary:
+def upsert_batch(
+    s: Session, batch: SourceBatch, *, source_id: int | None, channel_hint: str | None
+) -> IngestSummary:
     summary = IngestSummary(skipped=batch.skipped, changed_post_ids=[])
     paper_ids = upsert_papers(s, batch.papers, summary)
 
     by_channel: dict[tuple[str | None, str | None], list[PostRecord]] = {}
     for record in batch.posts:
-        username = channel_hint or record.channel or None
+        # A channel the source names itself wins; --channel names the ones it does not.
+        username = record.channel or channel_hint or None
         by_channel.setdefault((username, record.channel_title), []).append(record)
 
     links: set[tuple[int, int]] = set()

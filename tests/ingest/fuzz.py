@@ -7,8 +7,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from ingest.clean import clean_text
-from ingest.parsers.telegram_json import utf16_len
+from ingest.clean import clean_text, utf16_len
 from ingest.registry import RawSource
 from rag.errors import IngestError
 from rag.store.records import SourceBatch

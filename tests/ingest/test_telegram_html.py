@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from ingest.clean import clean_text
-from ingest.html_text import clean_with_entities
+from ingest.clean import clean_text, clean_with_entities
 from ingest.parsers.telegram_html import TelegramHtmlExport, parse_export_date
 from ingest.pipeline import ingest_locations
 from ingest.registry import RawSource, detect
