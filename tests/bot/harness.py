@@ -19,6 +19,7 @@ from bot.app import create_bot, create_dispatcher
 from bot.corpus_ops import CorpusOps
 from bot.services import Services
 from bot.settings import Settings
+from rag.errors import CrosspostError
 from tests.bot.emulator import Emulator
 
 ADMIN = 777
@@ -197,7 +198,9 @@ class FakeCrosspost:
 
     def convert(self, source: Any, **kwargs: Any) -> dict[str, Any]:
         self.calls.append((source, kwargs))
-        text = str(source)
+        if isinstance(source, str):  # like the real service: a link must be in the store
+            raise CrosspostError(f"{source} is not in the store")
+        text = source["text"]
         return {
             "source": text,
             "targets": {

@@ -262,3 +262,38 @@ async def test_admin_upload_export_is_ingested(fakes, store, fake_rag):
         )
     assert "new 2" in done[0]["text"]
     assert store.stats()["posts"] == 2 and fake_rag.syncs == 1
+
+
+async def test_forwarded_channel_post_preview_switch_retranslate_thread(fakes):
+    crosspost = fakes.crosspost
+    async with running_bot(fakes) as emu:
+        forwarded = emu.message(
+            "Hello from a public channel post",
+            user_id=60,
+            forward_origin={
+                "type": "channel",
+                "date": 1,
+                "message_id": 5,
+                "chat": {"id": -100777, "type": "channel", "title": "Other", "username": "other_chan"},
+            },
+        )
+        preview = (await emu.wait_for(lambda: emu.bot_messages(60)))[0]
+        assert preview["reply_to_message_id"] == forwarded["message_id"]
+        rows = preview["reply_markup"]["inline_keyboard"]
+        linkedin = next(b["callback_data"] for row in rows for b in row if b["text"] == "LinkedIn")
+        emu.press(preview, linkedin, user_id=60)
+        await emu.wait_for(
+            lambda: emu.messages[(60, preview["message_id"])]["text"].startswith("<b>LinkedIn")
+        )
+        retranslate = next(b["callback_data"] for b in rows[-1] if ":retranslate:" in b["callback_data"])
+        emu.press(preview, retranslate, user_id=60)
+        await emu.wait_for(lambda: len(crosspost.calls) == 3)
+        thread = next(b["callback_data"] for b in rows[-1] if ":thread:" in b["callback_data"])
+        emu.press(preview, thread, user_id=60)
+        await emu.wait_for(lambda: len(emu.bot_messages(60)) == 2)
+    # The link was tried first (not in the store), then the forwarded text was converted.
+    assert crosspost.calls[0][0] == "https://t.me/other_chan/5"
+    assert crosspost.calls[1][0]["text"] == "Hello from a public channel post"
+    assert crosspost.calls[2][1] == {"fresh": True}
+    assert "Hello from a public channel post" in check_html(preview["text"]).text
+    assert emu.bot_messages(60)[1]["text"] == "Hello from a public channel post"
