@@ -111,6 +111,8 @@ def test_preview_and_full_copies_inside_a_block_are_merged(ingested):
         )
     assert len(sage) == 1
     assert sage[0].text.count("Как применить у себя") == 1
+    # the code snippet is only in the second copy on the page: the merge keeps lines of both
+    assert sage[0].text.rstrip().endswith("F.scaled_dot_product_attention = sageattn")
     assert forwarded.forwarded_from == "CV Time"
     assert forwarded.text.count("Сегодня расскажем, как LLaMA 3.1") == 1
 

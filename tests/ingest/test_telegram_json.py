@@ -101,3 +101,35 @@ def test_channel_without_username_gets_no_permalink_until_named(store, tmp_path)
     ingest_locations(store, [str(path)])
     with store.session() as s:
         assert s.scalar(select(Post.permalink)) is None
+
+
+def test_entity_offsets_follow_the_cleaned_text(store, tmp_path):
+    parts = ["\n\n\n\nИтог:  \n\n\n\n", {"type": "bold", "text": "2x"}, " быстрее"]
+    path = write_export(tmp_path / "result.json", [message(1, parts)])
+    ingest_locations(store, [str(path)], channel_hint="chan")
+    with store.session() as s:
+        post = s.scalar(select(Post))
+    bold = post.entities[0]
+    assert post.text == "Итог:\n\n2x быстрее"
+    assert post.text[bold["offset"] : bold["offset"] + bold["length"]] == "2x"
+
+
+def test_dates_with_an_offset_are_stored_as_the_same_instant(store):
+    from datetime import timedelta, timezone
+
+    from rag.store.records import PostRecord, SourceBatch
+
+    moscow = timezone(timedelta(hours=3))
+    batch = SourceBatch(
+        location="mem",
+        format="test",
+        posts=[
+            PostRecord(
+                channel="chan", text="пост", message_id=1, date=datetime(2025, 4, 28, 23, 54, tzinfo=moscow)
+            )
+        ],
+    )
+    store.ingest_batch(batch, channel_hint=None, digest=None)
+    with store.session() as s:
+        stored = s.scalar(select(Post.date))
+    assert stored.replace(tzinfo=stored.tzinfo or UTC) == datetime(2025, 4, 28, 20, 54, tzinfo=UTC)
