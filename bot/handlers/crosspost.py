@@ -32,6 +32,9 @@ NETWORK_NAMES = {
     "linkedin": "LinkedIn",
     "markdown": "Markdown",
 }
+POST_LINK = re.compile(
+    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/(?:s/)?[A-Za-z0-9_]{3,64}/\d+/?$", re.I
+)
 PREVIEW_BUDGET = 3900  # leave room under 4,096 for the "more parts" line
 
 
@@ -92,7 +95,13 @@ def preview_keyboard(
 
 
 async def convert_and_preview(
-    message: Message, source: str, *, crosspost: Any, ui: UiState, language: str, reply_to: int | None = None
+    message: Message,
+    source: str | dict[str, Any],
+    *,
+    crosspost: Any,
+    ui: UiState,
+    language: str,
+    reply_to: int | None = None,
 ) -> None:
     result = _as_json(await asyncio.to_thread(crosspost.convert, source))
     if not result.get("targets"):
@@ -105,11 +114,6 @@ async def convert_and_preview(
         reply_markup=preview_keyboard(result, key, network, ui, language),
         reply_to_message_id=reply_to,
     )
-
-
-POST_LINK = re.compile(
-    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/(?:s/)?[A-Za-z0-9_]{3,64}/\d+/?$", re.I
-)
 
 
 def _message_source(message: Message) -> dict[str, Any] | None:
