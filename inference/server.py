@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -164,13 +164,15 @@ def create_app(
         log.exception("unhandled error")
         return error_response(APIError(500, f"internal error: {type(exc).__name__}", type="server_error"))
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        authorized = request.headers.get("authorization", "") == f"Bearer {api_key}"
-        if api_key and request.url.path.startswith("/v1/") and not authorized:
-            message = "invalid or missing API key (Authorization: Bearer ...)"
-            return error_response(APIError(401, message, code="invalid_api_key"))
-        return await call_next(request)
+    # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware wraps `receive` so that
+    # `Request.is_disconnected()` never sees the client leave, which would keep cancelled work running.
+    async def require_key(request: Request) -> None:
+        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
+            raise APIError(
+                401, "invalid or missing API key (Authorization: Bearer ...)", code="invalid_api_key"
+            )
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -182,7 +184,7 @@ def create_app(
             **engine.stats(),
         }
 
-    @app.get("/v1/models")
+    @v1.get("/models")
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=name, max_model_len=engine.config.max_context)])
 
@@ -280,7 +282,7 @@ def create_app(
 
         return _SSE(body(), on_close=lambda: engine.cancel(req))
 
-    @app.post("/v1/chat/completions")
+    @v1.post("/chat/completions")
     async def chat(request: Request, body: ChatCompletionRequest):
         check_model(body.model)
         try:
@@ -314,7 +316,7 @@ def create_app(
         include = bool(body.stream_options and body.stream_options.include_usage)
         return sse(request, req, queue, chunk, usage_chunk, include, f"data: {first}\n\n")
 
-    @app.post("/v1/completions")
+    @v1.post("/completions")
     async def completions(request: Request, body: CompletionRequest):
         check_model(body.model)
         prompt = body.prompt
@@ -351,6 +353,7 @@ def create_app(
         include = bool(body.stream_options and body.stream_options.include_usage)
         return sse(request, req, queue, chunk, usage_chunk, include, None)
 
+    app.include_router(v1)
     return app
 
 
