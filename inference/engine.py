@@ -15,6 +15,7 @@ refuses with `QueueFullError`.
 from __future__ import annotations
 
 import itertools
+import random
 import logging
 import threading
 import time
@@ -149,7 +150,8 @@ class Engine:
             )
         limit = self.config.max_context - n
         max_new = limit if params.max_tokens is None else min(params.max_tokens, limit)
-        seed = params.seed if params.seed is not None else torch.seed() % 2**63
+        # unseeded requests draw a fresh seed; torch.seed() would reseed the process-wide generator
+        seed = params.seed if params.seed is not None else random.getrandbits(63)
         gen = torch.Generator().manual_seed(int(seed))
         stream = self.tokenizer.stream(prompt_ids, params.stop) if self.tokenizer else None
         req = Request(next(self._ids), list(prompt_ids), params, callback, stream, max_new, gen)
