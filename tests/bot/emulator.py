@@ -123,7 +123,10 @@ class Emulator:
             message["text"] = text
             if text.startswith("/"):
                 command = text.split()[0]
-                message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+                message["entities"] = [
+                    {"type": "bot_command", "offset": 0, "length": len(command)},
+                    *extra.get("entities", []),
+                ]
         self.push({"message": message})
         return message
 

@@ -118,7 +118,7 @@ async def test_rate_limit_says_wait(bot_settings, store):
 
 
 async def test_slow_chat_does_not_block_other_chats(bot_settings, store):
-    slow = FakeRag(text="Slow answer. " * 10, chunks=10, delay_s=0.4)  # ~4 s
+    slow = FakeRag(text="Slow answer. " * 10, chunks=10, delay_s=0.3)  # ~3 s
     async with running_bot(fake_services(bot_settings, store, slow)) as emu:
         emu.message("slow question", user_id=20)
         await emu.wait_for(lambda: emu.sent("sendChatAction", 20))
@@ -297,3 +297,17 @@ async def test_forwarded_channel_post_preview_switch_retranslate_thread(fakes):
     assert crosspost.calls[2][1] == {"fresh": True}
     assert "Hello from a public channel post" in check_html(preview["text"]).text
     assert emu.bot_messages(60)[1]["text"] == "Hello from a public channel post"
+
+
+async def test_crosspost_text_keeps_its_formatting(fakes):
+    async with running_bot(fakes) as emu:
+        # "/crosspost " is 11 UTF-16 units, "😀 " 3 more: "Bold" starts at 14 in the message, 3 in the text.
+        emu.message(
+            "/crosspost 😀 Bold claim here",
+            user_id=61,
+            entities=[{"type": "bold", "offset": 14, "length": 4}],
+        )
+        await emu.wait_for(lambda: emu.bot_messages(61))
+    source, _ = fakes.crosspost.calls[0]
+    assert source["text"] == "😀 Bold claim here"
+    assert source["entities"] == [{"type": "bold", "offset": 3, "length": 4}]
