@@ -15,8 +15,8 @@ refuses with `QueueFullError`.
 from __future__ import annotations
 
 import itertools
-import random
 import logging
+import random
 import threading
 import time
 from collections import deque
