@@ -19,7 +19,7 @@ import torch
 
 from inference.engine import Engine, EngineConfig, SamplingParams
 from inference.loader import pick_attention
-from inference.model import ModelConfig, Transformer
+from inference.model import ModelConfig, Transformer, rope_frequencies
 
 SIZES = {
     # hidden, layers, heads, kv heads, intermediate, vocab
@@ -50,6 +50,7 @@ def build(size: str, device: str, gptq: bool) -> Transformer:
         model = Transformer(cfg, attn).to(dtype)
     for p in model.parameters():
         p.data.normal_(0, 0.02)
+    model.inv_freq = rope_frequencies(cfg)[0].to(device)  # .to(fp16) above rounded the RoPE frequencies
     if gptq:
         _to_random_gptq(model)
     return model.eval()
