@@ -86,7 +86,9 @@ def find_params(w: torch.Tensor, opts: QuantOptions) -> tuple[torch.Tensor, torc
     empty = (xmin == 0) & (xmax == 0)  # an all-zero row: any scale works, avoid 0/0
     xmin = torch.where(empty, -torch.ones_like(xmin), xmin)
     xmax = torch.where(empty, torch.ones_like(xmax), xmax)
-    scale = (xmax - xmin) / maxq
+    # Rounded to fp16 now because the checkpoint stores fp16 scales: the error feedback then
+    # compensates the weights that will actually be served.
+    scale = ((xmax - xmin) / maxq).half().float()
     if opts.sym:
         zero = torch.full_like(scale, (maxq + 1) // 2)
     else:
