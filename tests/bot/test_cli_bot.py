@@ -22,3 +22,42 @@ def test_bot_without_token_says_what_to_set(tmp_path):
     assert len(lines) == 1, result.stderr
     assert "TELEGRAM_BOT_TOKEN" in lines[0] and "@BotFather" in lines[0]
     assert not (tmp_path / "data").exists()  # failed before opening anything
+
+
+async def test_research_bot_bot_polls_the_configured_api_server(tmp_path):
+    """The real entry point, as a process: polls the emulator, answers /start, stops on Ctrl-C."""
+    import asyncio
+    import signal
+
+    from tests.bot.emulator import Emulator
+
+    emu = Emulator()
+    await emu.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "RESEARCH_BOT_"))}
+    env.update(TELEGRAM_BOT_TOKEN=emu.token, TELEGRAM_API_URL=emu.base_url)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli.main",
+        "bot",
+        "--data-dir",
+        str(tmp_path / "data"),
+        env=env,
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await emu.wait_for(lambda: emu.sent("deleteWebhook"), timeout=90)
+        emu.message("/start", user_id=8, lang="ru")
+        await emu.wait_for(lambda: emu.sent("sendMessage", 8), timeout=30)
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await emu.stop()
+    assert "Привет" in emu.sent("sendMessage", 8)[0].params["text"]
+    assert (tmp_path / "data").is_dir()  # the same data dir as the other commands
+    assert emu.token not in stderr.decode()  # the token is never printed
+    assert process.returncode == 0, stderr.decode()[-2000:]
