@@ -311,3 +311,30 @@ async def test_crosspost_text_keeps_its_formatting(fakes):
     source, _ = fakes.crosspost.calls[0]
     assert source["text"] == "😀 Bold claim here"
     assert source["entities"] == [{"type": "bold", "offset": 3, "length": 4}]
+
+
+async def test_admin_stats_sources_reindex(fakes, fake_rag, store):
+    export = {
+        "name": "Quant",
+        "messages": [
+            {"id": 1, "type": "message", "date": "2025-04-28T10:00:00", "text": "A post about kernels"}
+        ],
+    }
+    async with running_bot(fakes) as emu:
+        emu.message("/sources", user_id=ADMIN)
+        await emu.wait_for(lambda: len(emu.bot_messages(ADMIN)) == 1)
+        emu.message(
+            None,
+            user_id=ADMIN,
+            document=emu.document(json.dumps(export).encode(), "result.json", "application/json"),
+        )
+        await emu.wait_for(lambda: any(m["text"].startswith("result.json:") for m in emu.bot_messages(ADMIN)))
+        for command in ("/stats", "/sources", "/reindex"):
+            emu.message(command, user_id=ADMIN)
+        await emu.wait_for(lambda: any(m["text"] == "Indexes rebuilt." for m in emu.bot_messages(ADMIN)))
+        texts = [m["text"] for m in emu.bot_messages(ADMIN)]
+    assert texts[0].startswith("No sources yet")
+    assert "posts 1" in next(t for t in texts if t.startswith("Channels"))
+    listing = next(t for t in texts if t.startswith("Sources (1)"))
+    assert "result.json (telegram-json" in listing
+    assert fake_rag.syncs == 2  # the upload's sync, then the reindex
