@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+from rag.errors import RetrievalError
 from tests.bot.harness import ADMIN, FakeRag, check_html, fake_services, running_bot
 
 
@@ -338,3 +339,25 @@ async def test_admin_stats_sources_reindex(fakes, fake_rag, store):
     listing = next(t for t in texts if t.startswith("Sources (1)"))
     assert "result.json (telegram-json" in listing
     assert fake_rag.syncs == 2  # the upload's sync, then the reindex
+
+
+class FailingRag(FakeRag):
+    async def stream_answer(self, question, *, memory_key):
+        if "empty" in question:
+            raise RetrievalError("nothing ingested yet: run research-bot ingest")
+        raise ZeroDivisionError("a bug")
+        yield  # pragma: no cover
+
+
+async def test_errors_get_a_polite_reply_and_the_chat_keeps_working(bot_settings, store, caplog):
+    async with running_bot(fake_services(bot_settings, store, FailingRag())) as emu:
+        emu.message("empty corpus?", user_id=70)
+        emu.message("trigger a bug", user_id=70)
+        emu.message("/help", user_id=70)
+        await emu.wait_for(lambda: len(emu.sent("sendMessage", 70)) == 3)
+        texts = [c.params["text"] for c in emu.sent("sendMessage", 70)]
+    # Error replies are sent by the error handler, after the chat's queue moved on: any order.
+    assert "Could not do that: nothing ingested yet: run research-bot ingest" in texts
+    assert sum(t.startswith("Sorry, something went wrong") for t in texts) == 1
+    assert sum(t.startswith("Hi!") for t in texts) == 1
+    assert "ZeroDivisionError" in caplog.text  # the detail is logged, not shown
