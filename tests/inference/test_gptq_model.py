@@ -44,3 +44,42 @@ def test_gptq_loaded_model_matches_dequantized_reference(tmp_path, family):
     with torch.no_grad():
         diff = (model(ids) - hf(ids).logits).abs().max().item()
     assert diff < 2e-4, diff
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gptq_model_on_cuda_uses_the_triton_kernels_and_agrees_with_cpu(tmp_path):
+    from inference.engine import Engine, EngineConfig, SamplingParams
+    from inference.gptq.quantize import QuantOptions, quantize_folder
+
+    fast = train_tokenizer(tmp_path / "fp")
+    hf = tiny_hf_model(
+        "qwen2",
+        vocab_size=len(fast),
+        hidden_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+    )
+    save_hf(hf, tmp_path / "fp")
+    quantize_folder(
+        tmp_path / "fp",
+        tmp_path / "q",
+        CORPUS * 8,
+        QuantOptions(bits=4, group_size=32),
+        calib_samples=8,
+        seq_len=32,
+    )
+    gpu, _, attn = load_model(tmp_path / "q", device="cuda")
+    cpu, _, _ = load_model(tmp_path / "q", device="cpu")
+    assert attn == "quant"
+    assert {m.backend for m in gpu.modules() if isinstance(m, QuantLinear)} == {"triton"}
+    ids = torch.randint(0, len(fast), (1, 64), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = gpu(ids.cuda()).cpu(), cpu(ids)
+    assert (a - b).abs().max().item() < 5e-2
+    assert (a.argmax(-1) == b.argmax(-1)).float().mean().item() > 0.9
+    engine = Engine(gpu, None, EngineConfig(max_batch=4, max_context=128, device="cuda", dtype=torch.float16))
+    for prompt in ([1, 2, 3], [4, 5, 6, 7, 8]):
+        out, _, finish = engine.generate(prompt, SamplingParams(max_tokens=16, temperature=0))
+        assert finish == "length" and len(out) == 16
