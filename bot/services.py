@@ -31,7 +31,7 @@ class Services:
     settings: Settings
     store: Store
     rag: Any  # rag.service.RagService: search / ask / stream_answer / forget / sync / reindex
-    crosspost: Any  # object with convert(source, *, targets, lang, restyle) -> ConversionResult
+    crosspost: Any  # CrosspostService: convert(source, *, lang, fresh) -> ConversionResult.to_json()
     corpus: CorpusOps
 
     def workflow_data(self) -> dict[str, Any]:
