@@ -68,14 +68,16 @@ def pack(values: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
         raise InferenceError(f"cannot pack {rows} values of {bits} bits into whole int32 words")
     if bits != 3:
         per = 32 // bits
-        shifts = torch.arange(per, dtype=torch.int64) * bits  # (per,)
+        shifts = torch.arange(per, dtype=torch.int64, device=v.device) * bits  # (per,)
         words = (v.view(rows // per, per, cols) << shifts[None, :, None]).sum(dim=1)  # (rows/per, cols)
     else:
         # 3 bits: expand to a bit stream of 96 bits per 32 values, regroup as 3 words of 32 bits.
-        bitpos = torch.arange(3, dtype=torch.int64)
+        bitpos = torch.arange(3, dtype=torch.int64, device=v.device)
         stream = (v.view(rows // 32, 32, 1, cols) >> bitpos[None, None, :, None]) & 1  # (R/32, 32, 3, C)
         stream = stream.reshape(rows // 32, 3, 32, cols)  # bit b of the stream -> word b//32, bit b%32
-        words = (stream << torch.arange(32, dtype=torch.int64)[None, None, :, None]).sum(dim=2)
+        words = (stream << torch.arange(32, dtype=torch.int64, device=v.device)[None, None, :, None]).sum(
+            dim=2
+        )
         words = words.reshape(rows * 3 // 32, cols)
     # Reinterpret as signed int32 (the checkpoint dtype) with two's-complement wraparound.
     words = torch.where(words >= 2**31, words - 2**32, words)
@@ -93,14 +95,17 @@ def unpack(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
     words, cols = w.shape
     if bits != 3:
         per = 32 // bits
-        shifts = torch.arange(per, dtype=torch.int64) * bits
+        shifts = torch.arange(per, dtype=torch.int64, device=w.device) * bits
         vals = (w[:, None, :] >> shifts[None, :, None]) & ((1 << bits) - 1)  # (words, per, cols)
         return vals.reshape(words * per, cols).to(torch.int32)
     if words % 3:
         raise InferenceError(f"a 3-bit tensor needs a multiple of 3 words along dim {dim}, got {words}")
-    stream = (w.view(words // 3, 3, 1, cols) >> torch.arange(32, dtype=torch.int64)[None, None, :, None]) & 1
+    stream = (
+        w.view(words // 3, 3, 1, cols)
+        >> torch.arange(32, dtype=torch.int64, device=w.device)[None, None, :, None]
+    ) & 1
     stream = stream.reshape(words // 3, 32, 3, cols)  # bit stream of 96 -> 32 values x 3 bits
-    vals = (stream << torch.arange(3, dtype=torch.int64)[None, None, :, None]).sum(dim=2)
+    vals = (stream << torch.arange(3, dtype=torch.int64, device=w.device)[None, None, :, None]).sum(dim=2)
     return vals.reshape(words // 3 * 32, cols).to(torch.int32)
 
 
