@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     )
 
     # --- LLM endpoint (answers and translation) ------------------------------------------------
-    llm_base_url: str | None = Field(None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"
+    )
     llm_api_key: SecretStr = Field(SecretStr("not-needed"), description="Bearer key for the LLM endpoint")
     llm_model: str = Field("default", description="Model name sent to the LLM endpoint")
     llm_timeout_s: float = Field(60.0, description="Seconds to wait for the LLM before falling back")
@@ -54,7 +56,9 @@ class Settings(BaseSettings):
     )
     llm_serve_api_key: SecretStr | None = Field(None, description="serve-llm: require this bearer key on /v1")
     llm_serve_device: str = Field("auto", description="serve-llm: auto, cpu or cuda[:N]")
-    llm_serve_attention: str = Field("auto", description="serve-llm: auto (quantized kernel on CUDA), torch, quant")
+    llm_serve_attention: str = Field(
+        "auto", description="serve-llm: auto (quantized kernel on CUDA), torch, quant"
+    )
 
     # --- cross-posting (issue 6) -----------------------------------------------------------------
     crosspost_lang: str = Field("en", description="crosspost: language to translate posts into")

@@ -141,7 +141,10 @@ def ingest_locations(
 
 def reingest_all(store: Store, **kwargs) -> IngestReport:
     """Re-run every source the store remembers (`ingest --all`, the bot's /reingest)."""
-    sources = store.list_sources()
+    from ingest.bot_api import FORMAT as LIVE_FORMAT
+
+    # Live channel posts (the bot's channel_post updates) have no file behind them to re-read.
+    sources = [info for info in store.list_sources() if info.format != LIVE_FORMAT]
     if not sources:
         raise IngestError("no sources ingested yet: run research-bot ingest PATH first")
     report = IngestReport()

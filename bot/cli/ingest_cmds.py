@@ -17,12 +17,20 @@ from rag.errors import IngestError
 def ingest(
     paths: Annotated[list[str] | None, typer.Argument(help="Files, folders or t.me/s/<channel> URLs")] = None,
     all_sources: Annotated[bool, typer.Option("--all", help="Re-run every source ingested before")] = False,
-    channel: Annotated[str | None, typer.Option(help="Channel username for sources that do not name one")] = None,
+    channel: Annotated[
+        str | None, typer.Option(help="Channel username for sources that do not name one")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Re-parse sources even when their bytes are unchanged")] = False,
-    fetch_papers: Annotated[bool, typer.Option(
-        "--fetch-papers", help="Then fetch title, authors and abstract of arXiv paper stubs (needs network)",
-    )] = False,
-    index: Annotated[bool, typer.Option("--index/--no-index", help="Update the search indexes afterwards")] = True,
+    fetch_papers: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-papers",
+            help="Then fetch title, authors and abstract of arXiv paper stubs (needs network)",
+        ),
+    ] = False,
+    index: Annotated[
+        bool, typer.Option("--index/--no-index", help="Update the search indexes afterwards")
+    ] = True,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -36,8 +44,13 @@ def ingest(
     else:
         locations, _ = expand(paths or [])
     with Progress(
-        TextColumn("[bold]ingest[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True, disable=as_json,
+        TextColumn("[bold]ingest[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
     ) as progress:
         task = progress.add_task("", total=len(locations))
         printed: set[str] = set()
@@ -51,17 +64,24 @@ def ingest(
         if all_sources:
             report = reingest_all(store, force=force, on_source=on_source)
         else:
-            report = ingest_locations(store, paths or [], channel_hint=channel, force=force, on_source=on_source)
+            report = ingest_locations(
+                store, paths or [], channel_hint=channel, force=force, on_source=on_source
+            )
     if fetch_papers:  # after the ingest: a failure is one more report line, the ingest is kept
         from ingest.arxiv import fetch_papers_into
 
         fetch_papers_into(report, store, api_url=settings.arxiv_api_url)
     if as_json:
-        print_json({
-            "new": report.summary.new, "updated": report.summary.updated,
-            "unchanged": report.summary.unchanged, "skipped": report.summary.skipped,
-            "sources": report.sources, "errors": report.errors,
-        })
+        print_json(
+            {
+                "new": report.summary.new,
+                "updated": report.summary.updated,
+                "unchanged": report.summary.unchanged,
+                "skipped": report.summary.skipped,
+                "sources": report.sources,
+                "errors": report.errors,
+            }
+        )
     else:
         for error in report.errors:
             if error not in printed:
@@ -84,7 +104,8 @@ def _sync_indexes(settings, store, *, quiet: bool = False):
             err_console.print(f"[yellow]{result.message}[/yellow]", highlight=False, soft_wrap=True)
         console.print(
             f"indexed: +{result.added} / -{result.removed} chunks ({result.embedded} embedded, "
-            f"{result.seconds:.1f} s)", highlight=False,
+            f"{result.seconds:.1f} s)",
+            highlight=False,
         )
     return rag
 
@@ -115,10 +136,13 @@ def stats(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
         return
     console.print(
         f"channels {result['channels']}, posts {result['posts']}, papers {result['papers']}, "
-        f"chunks {result['chunks']}", highlight=False,
+        f"chunks {result['chunks']}",
+        highlight=False,
     )
     for source in result["sources"]:
-        console.print(f"  {source['last_ingest']}  {source['format']:<14} {source['location']}", highlight=False)
+        console.print(
+            f"  {source['last_ingest']}  {source['format']:<14} {source['location']}", highlight=False
+        )
 
 
 @app.command()
@@ -135,7 +159,8 @@ def demo(data_dir: DataDir = None) -> None:
     result = store.stats()
     console.print(
         f"channels {result['channels']}, posts {result['posts']}, papers {result['papers']}, "
-        f"chunks {result['chunks']}", highlight=False,
+        f"chunks {result['chunks']}",
+        highlight=False,
     )
     for question in DEMO_QUESTIONS:
         answer = rag.ask(question)
@@ -143,4 +168,4 @@ def demo(data_dir: DataDir = None) -> None:
         console.print(answer.answer, highlight=False, soft_wrap=True, markup=False)
         for c in answer.citations:
             console.print(f"  [{c.n}] {c.url or c.channel}", highlight=False, markup=False)
-    console.print("\nAsk your own: research-bot ask \"...\" or research-bot chat", highlight=False)
+    console.print('\nAsk your own: research-bot ask "..." or research-bot chat', highlight=False)
