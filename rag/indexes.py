@@ -203,7 +203,14 @@ class DenseIndex:
                 if self.kind == "hnsw"
                 else faiss.SearchParameters(sel=selector)
             )
-        scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), k, params=params)
+        # One OpenMP thread for one query: measured on this 2-core machine under load, a 100k exact
+        # search took 5 ms with one thread and 49 ms with two (threads spin waiting for a core).
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(query.reshape(1, -1).astype(np.float32), k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
