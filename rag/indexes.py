@@ -82,7 +82,7 @@ class LexicalIndex:
         return out
 
     def _build(self) -> None:
-        if not len(self):
+        if not len(self) or not self.vocab:  # no docs, or docs of stopwords only ("пост", "и")
             self._bm25 = None
             return
         docs = [self.flat[self.offsets[i] : self.offsets[i + 1]].tolist() for i in range(len(self))]
@@ -138,7 +138,7 @@ class LexicalIndex:
             or int(index.offsets[-1]) != len(index.flat)
         ):
             raise ValueError("token arrays do not match the chunk ids")
-        if len(index):
+        if len(index) and index.vocab:
             index._bm25 = bm25s.BM25.load(str(folder / "bm25"), mmap=False, show_progress=False)
             if index._bm25.scores["num_docs"] != len(index):
                 raise ValueError("BM25 matrix does not match the chunk ids")

@@ -53,3 +53,15 @@ def test_empty_store_says_what_to_do(store, data_dir, shared_model):
 def test_odd_k_is_clamped(service, k):
     hits = service.search("модели", k=k)
     assert 1 <= len(hits) <= 100
+
+
+def test_posts_of_stopwords_only_index_and_search(store, data_dir, shared_model):
+    from tests.rag.conftest import add_posts
+
+    add_posts(store, [("kpd", 1, "2025-01-01", "пост"), ("kpd", 2, "2025-01-02", "и а но")])
+    rag = RagService.open(RagConfig(data_dir=data_dir), store)
+    assert rag.sync() == 2
+    assert len(rag.search("пост", k=2)) == 2  # BM25 has nothing to match; the dense side still ranks
+    add_posts(store, [("kpd", 3, "2025-01-03", "Квантизация GPTQ")])
+    rag.sync()
+    assert rag.search("GPTQ", k=1)[0].url == "https://t.me/kpd/3"
