@@ -186,3 +186,14 @@ def test_extractive_answers_and_heuristic_follow_up_without_llm(service):
     assert service.ask("а почему это быстрее?", memory_key="c").query == "а почему это быстрее?"
     english = service.ask("How much faster is SageAttention than FlashAttention2?")
     assert english.answer.startswith("Quotes from the corpus")
+
+
+def test_english_question_is_translated_for_keyword_search_when_an_llm_is_set(service, llm):
+    rag = RagService.open(
+        RagConfig(data_dir=service.config.data_dir, llm_base_url=llm.base_url), service.store
+    )
+    rag._embedder = service.embedder()
+    llm.replies = [{"text": "Где жарко снаружи и холодно внутри?"}, {"text": "In Singapore [1]."}]
+    answer = rag.ask("Where is it hot outside and cold inside?")
+    assert "Translate" in llm.requests[0]["messages"][0]["content"]
+    assert answer.mode == "llm" and answer.citations and answer.citations[0].url == "https://t.me/kpd/103"

@@ -117,3 +117,26 @@ def test_language_detection(text, lang):
 def test_glossary_expands_both_ways():
     assert "дистилляц" in expand_terms(tokenize("distillation"), "en")
     assert "quantiz" in expand_terms(tokenize("квантизация"), "ru")
+
+
+def test_papers_are_searchable_with_title_and_link(service, store):
+    from rag.store.models import Paper
+
+    with store.session() as s:
+        s.add(
+            Paper(
+                dedupe_key="arxiv:2410.02367",
+                arxiv_id="2410.02367",
+                title="SageAttention2: Efficient Attention",
+                abstract="We quantize Q and K to INT4 and P, V to FP8 with smoothing of outliers.",
+                content_hash="p1",
+            )
+        )
+    service.sync()
+    hits = service.search("INT4 quantization of Q and K with outlier smoothing", k=3)
+    paper = next(h for h in hits if h.title)
+    assert paper.to_json()["title"] == "SageAttention2: Efficient Attention"
+    assert paper.url == "https://arxiv.org/abs/2410.02367" and paper.post_id is None and paper.channel is None
+    assert service.search("модели", k=5, channel="kpd") and all(
+        h.title is None for h in service.search("INT4", k=5, channel="kpd")
+    )
