@@ -110,10 +110,23 @@ def _support(sentence_terms: set[str], source: _Source) -> float:
     return len(sentence_terms & source.terms) / len(sentence_terms)
 
 
-def _best_quote(text: str, terms: set[str], limit: int = 300) -> str:
+def _best_quote(text: str, terms: set[str], limit: int = 300, count: int = 1) -> str:
+    """The sentence (or the `count` sentences, in text order) sharing most terms with the question."""
     sentences = split_sentences(text) or [text]
-    best = max(sentences, key=lambda s: (len(terms & set(tokenize(s))), -abs(len(s) - 160)))
-    return best if len(best) <= limit else best[: limit - 1].rstrip() + "…"
+    ranked = sorted(
+        range(len(sentences)),
+        key=lambda i: (-len(terms & set(tokenize(sentences[i]))), abs(len(sentences[i]) - 160)),
+    )
+    chosen = [ranked[0]] + [i for i in ranked[1:count] if terms & set(tokenize(sentences[i]))]
+    out = []
+    for i in sorted(chosen):
+        sentence = sentences[i]
+        out.append(sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…")
+    return (
+        " … ".join(out)
+        if any(b - a > 1 for a, b in zip(sorted(chosen), sorted(chosen)[1:], strict=False))
+        else " ".join(out)
+    )
 
 
 def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], list[dict]]:
@@ -200,7 +213,7 @@ def extractive_answer(
     # the best hit always; the others only when they share the question's terms
     relevant = hits[:1] + [h for h in hits[1:sources] if h.coverage >= 0.3]
     for n, hit in enumerate(relevant, 1):
-        quote = _best_quote(hit.text, terms)
+        quote = _best_quote(hit.text, terms, count=2 if n == 1 else 1)  # more context from the best source
         lines.append(f"[{n}] «{quote}»")
         citations.append(_citation(n, hit, quote))
     return Answer("\n".join(lines), "extractive", False, citations, notice=notice)

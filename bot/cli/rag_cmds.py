@@ -107,7 +107,9 @@ def _print_answer(result: Answer, *, streamed: bool = False) -> None:
     for c in result.citations:
         when = c.date.date().isoformat() if c.date else ""
         console.print(
-            f"[{c.n}] {c.url or c.title or c.channel or ''} {c.channel or ''} {when}".rstrip(),
+            " ".join(
+                part for part in (f"[{c.n}]", c.url or "(no permalink)", c.title, c.channel, when) if part
+            ),
             highlight=False,
             soft_wrap=True,
             markup=False,
