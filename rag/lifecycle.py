@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rag.chunking import sync_chunks
 from rag.embedding import Embedder, EmbeddingCache, ModelSpec, embed_with_cache
 from rag.errors import RetrievalError
 from rag.indexes import ANN_THRESHOLD, DenseIndex, LexicalIndex
 from rag.store import Store
-from rag.store.models import Chunk
+from rag.store.models import Chunk, Paper, Post
 from rag.text import TOKENIZER_VERSION, tokenize
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,8 @@ class IndexManager:
     ) -> None:
         texts = _chunk_texts(store, add)
         embedder = self._embedder_factory()
-        vectors, misses = embed_with_cache(embedder, self.cache(), [texts[i] for i in add.tolist()])
-        tokens = [tokenize(texts[i]) for i in add.tolist()]
+        vectors, misses = embed_with_cache(embedder, self.cache(), [texts[i][1] for i in add.tolist()])
+        tokens = [tokenize(texts[i][0]) for i in add.tolist()]
         gone_set = set(gone.tolist())
         lexical = (current.lexical if current else LexicalIndex.empty()).updated(
             gone_set, add.tolist(), tokens, [self._hashes[i] for i in add.tolist()]
@@ -220,7 +220,7 @@ class IndexManager:
             if current is not None:
                 all_texts = _chunk_texts(store, keep)
                 vectors_all, more = embed_with_cache(
-                    embedder, self.cache(), [all_texts[i] for i in keep.tolist()]
+                    embedder, self.cache(), [all_texts[i][1] for i in keep.tolist()]
                 )
                 misses += more
                 dense.add(keep, vectors_all)
@@ -267,15 +267,26 @@ class IndexManager:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _chunk_texts(store: Store, ids: np.ndarray) -> dict[int, str]:
-    out: dict[int, str] = {}
+def _chunk_texts(store: Store, ids: np.ndarray) -> dict[int, tuple[str, str]]:
+    """(lexical text, dense text) per chunk. For BM25 a chunk after the first of its post/paper
+    gets the post's first line (its title, in channel posts) in front, so a later chunk still says
+    what it is about; measured on tests/data/qa_sample.jsonl: BM25 en hit@1 0.864 -> 0.909. The
+    embedded text stays the bare chunk: with the header, the 256-piece MiniLM lost dense en hit@5
+    0.818 -> 0.727."""
+    out: dict[int, tuple[str, str]] = {}
     id_list = ids.tolist()
     with store.session() as s:
         for start in range(0, len(id_list), 900):
             part = id_list[start : start + 900]
-            out.update(
-                {int(i): t for i, t in s.execute(select(Chunk.id, Chunk.text).where(Chunk.id.in_(part)))}
+            rows = s.execute(
+                select(Chunk.id, Chunk.text, Chunk.ordinal, func.substr(Post.text, 1, 300), Paper.title)
+                .outerjoin(Post, Chunk.post_id == Post.id)
+                .outerjoin(Paper, Chunk.paper_id == Paper.id)
+                .where(Chunk.id.in_(part))
             )
+            for cid, text, ordinal, post_head, paper_title in rows:
+                header = paper_title or ((post_head or "").strip().split("\n", 1)[0][:200])
+                out[int(cid)] = (f"{header}\n{text}" if ordinal and header else text, text)
     return out
 
 

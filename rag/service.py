@@ -43,8 +43,8 @@ class RagConfig:
     llm_timeout_s: float = 60.0
     ann_threshold: int = 200_000  # exact FAISS index below, HNSW above
     context_sources: int = 5  # hits given to the LLM
-    dense_weight: float = 0.3  # see rag.retrieve.FusionWeights (measured)
-    dense_weight_foreign: float = 0.3
+    dense_weight: float = 0.2  # see rag.retrieve.FusionWeights (measured)
+    dense_weight_foreign: float = 0.2
     # Abstention (rag.answer.low_confidence), measured on the sample corpus: IDF-weighted term coverage of
     # the best hit was >= 0.37 for 59 of 60 answerable questions (0.27 for one English one, whose cosine
     # 0.25 saves it) and <= 0.27 for 14 off-topic ones; English off-topic cosines were <= 0.18.

@@ -19,7 +19,7 @@ from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
 
 from rag.errors import RetrievalError
 
-TOKENIZER_VERSION = 2
+TOKENIZER_VERSION = 3  # 3: chunks after the first are indexed with their post's first line
 # A query longer than this is cut: BM25 and the embedding model gain nothing from more text
 # (the default model reads 256 word pieces), and a 100k-character paste must not stall search.
 MAX_QUERY_CHARS = 2000
