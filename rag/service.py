@@ -26,7 +26,7 @@ from rag.memory import ChatMemory, heuristic_rewrite, looks_like_follow_up, rewr
 from rag.retrieve import FusionWeights, Query, Retriever, parse_query
 from rag.store import Store
 from rag.store.models import Post
-from rag.text import detect_language, tokenize
+from rag.text import clean_query, detect_language, tokenize
 from rag.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -218,6 +218,7 @@ class RagService:
         )
 
     def ask(self, question: str, *, memory_key: str | None = None) -> Answer:
+        question = clean_query(question)  # no control characters or 100k pastes in the prompt either
         standalone, hits = self._search_for_answer(question, memory_key)
         if not self._confident(standalone, hits):
             result = compose.abstain(question, hits, mode="llm" if self.llm else "extractive")
@@ -240,6 +241,7 @@ class RagService:
     ) -> AsyncIterator[str | Answer]:
         """Text deltas as they are produced, then exactly one final `Answer` (the authoritative,
         citation-checked text; a front end replaces the streamed draft with it)."""
+        question = clean_query(question)
         standalone, hits = await asyncio.to_thread(self._search_for_answer, question, memory_key)
         result: Answer
         if not self._confident(standalone, hits):

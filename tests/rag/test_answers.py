@@ -197,3 +197,11 @@ def test_english_question_is_translated_for_keyword_search_when_an_llm_is_set(se
     answer = rag.ask("Where is it hot outside and cold inside?")
     assert "Translate" in llm.requests[0]["messages"][0]["content"]
     assert answer.mode == "llm" and answer.citations and answer.citations[0].url == "https://t.me/kpd/103"
+
+
+def test_a_huge_question_does_not_reach_the_prompt_whole(rag_llm, llm):
+    llm.replies = [{"text": "SageAttention быстрее FlashAttention2 в 2.1 раза [1]."}]
+    answer = rag_llm.ask("Насколько SageAttention быстрее FlashAttention2?\x00 " + "очень " * 20_000)
+    assert answer.mode == "llm"
+    user = llm.requests[0]["messages"][-1]["content"]
+    assert len(user) < 15_000 and "\x00" not in user
