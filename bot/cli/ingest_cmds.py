@@ -147,7 +147,7 @@ def stats(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
 
 @app.command()
 def demo(data_dir: DataDir = None) -> None:
-    """The main job on the embedded defaults: ingest the bundled sample corpus and show what it holds."""
+    """The main job on the embedded defaults: ingest and index the bundled sample corpus, answer questions."""
     settings = settings_for(data_dir)
     store = open_corpus(settings)
     report = ingest_locations(store, [str(SAMPLE_CORPUS)])
