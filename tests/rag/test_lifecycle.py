@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.errors import RetrievalError
+from rag.errors import ConfigError, RetrievalError
 from rag.indexes import DenseIndex
 from rag.service import RagConfig, RagService
 from tests.rag.conftest import add_posts
@@ -89,7 +89,10 @@ def test_unloadable_model_names_the_setting(store, data_dir):
         RagConfig(data_dir=data_dir, embedding_model="no-such-org/no-such-model-xyz"), store
     )
     add_posts(store)
-    with pytest.raises(Exception, match="RESEARCH_BOT_EMBEDDING_MODEL"):
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot load embedding model 'no-such-org/no-such-model-xyz' \(setting RESEARCH_BOT_EMBEDDING_MODEL\)",
+    ):
         rag.sync()
 
 
