@@ -67,6 +67,7 @@ def test_cli_prints_one_line_per_problem_and_exits_nonzero(tmp_path):
             str(tmp_path / "ok.json"),
             "--data-dir",
             str(tmp_path / "d"),
+            "--no-index",
         ],
     )
     assert result.exit_code == 2
@@ -128,7 +129,7 @@ def test_stats_json(tmp_path, sample_corpus):
     runner = CliRunner()
     for module in COMMAND_MODULES:
         __import__(module)
-    assert runner.invoke(app, ["ingest", str(sample_corpus), "--data-dir", str(data)]).exit_code == 0
+    assert runner.invoke(app, ["ingest", str(sample_corpus), "--data-dir", str(data), "--no-index"]).exit_code == 0
     result = runner.invoke(app, ["stats", "--json", "--data-dir", str(data)])
     stats = json.loads(result.output)
     assert stats["posts"] == 56 and stats["channels"] == 3
