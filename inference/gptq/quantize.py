@@ -393,6 +393,7 @@ def quantize_folder(
     import json
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from inference.errors import CheckpointError
     from inference.gptq.format import QuantConfig, write_checkpoint
@@ -410,6 +411,7 @@ def quantize_folder(
         raise QuantizeError("OUT_DIR must differ from MODEL_DIR")
     seq_len = min(seq_len, int(config.get("max_position_embeddings", seq_len)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    hf_logging.disable_progress_bar()  # the CLI shows its own per-layer progress
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)

@@ -21,6 +21,7 @@ Design:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -52,18 +53,20 @@ def _int4_matmul_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,  # > 1: K is shared by SPLIT_K programs that atomically add fp32 partials
 ):
     PER_WORD: tl.constexpr = 32 // BITS
     MASK: tl.constexpr = (1 << BITS) - 1
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
+    pid_k = tl.program_id(2)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # (BM,)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # (BN,)
     mask_m = offs_m < M
     mask_n = offs_n < N
     zshift = (offs_n % PER_WORD) * BITS  # (BN,) position of each column's zero inside its qzeros word
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
+    for k0 in range(pid_k * BLOCK_K, K, BLOCK_K * SPLIT_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)  # (BK,)
         mask_k = offs_k < K
         a = tl.load(
@@ -96,13 +99,15 @@ def _int4_matmul_kernel(
             z = ((zw >> zshift[None, :]) & MASK) + ZERO_OFFSET  # (BK, BN)
             w = ((q - z).to(tl.float32) * s.to(tl.float32)).to(a.dtype)
         acc = tl.dot(a, w, acc)
-    if HAS_BIAS:
-        acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    tl.store(
-        y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :],
-        acc.to(y_ptr.dtype.element_ty),
-        mask=mask_m[:, None] & mask_n[None, :],
-    )
+    if HAS_BIAS:  # noqa: SIM102 (constexpr and runtime conditions stay separate in Triton)
+        if pid_k == 0:
+            acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
+    y_mask = mask_m[:, None] & mask_n[None, :]
+    if SPLIT_K == 1:
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+    else:
+        tl.atomic_add(y_ptrs, acc, mask=y_mask)  # y is a zeroed fp32 buffer here
 
 
 def kernel_available(device: torch.device) -> bool:
@@ -165,6 +170,81 @@ def _trivial_group_size(g_idx: torch.Tensor | None, k: int, groups: int) -> int:
     return gs if torch.equal(g_idx, expected) else 0
 
 
+@dataclass
+class MatmulConfig:
+    block_m: int
+    block_n: int
+    block_k: int
+    split_k: int = 1
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+def pick_config(m: int, n: int, k: int, device: torch.device) -> MatmulConfig:
+    """Tile sizes by shape, from a sweep on an H100 (benchmarks/kernels.py shapes). Decode (m <= 16)
+    is bound by reading the packed weights and needs many programs in flight: split-K 4."""
+    k_steps = triton.cdiv(k, 128)
+    if m <= 16:
+        cfg = MatmulConfig(16, 64, 128, split_k=4 if k_steps >= 16 else 1, num_warps=4, num_stages=3)
+    elif m <= 64:
+        cfg = MatmulConfig(
+            32 if m <= 32 else 64, 64, 64, split_k=2 if k_steps >= 16 else 1, num_warps=4, num_stages=4
+        )
+    else:
+        cfg = MatmulConfig(64, 128, 64, num_warps=8, num_stages=3)
+    if device.type != "cuda":  # the interpreter: pipelining means nothing there
+        cfg.num_stages = 1
+    return cfg
+
+
+def launch(
+    x2,
+    qweight,
+    qzeros,
+    scales,
+    g_idx,
+    bias,
+    *,
+    bits: int,
+    zero_format: str,
+    group_size: int,
+    cfg: MatmulConfig,
+) -> torch.Tensor:
+    """Run the kernel on x2 (M, K) with a given tiling; g_idx None means groups of `group_size`."""
+    m, k = x2.shape
+    n = qweight.shape[1]
+    if cfg.split_k > 1:
+        y = torch.zeros(m, n, dtype=torch.float32, device=x2.device)
+    else:
+        y = torch.empty(m, n, dtype=x2.dtype, device=x2.device)
+    grid = (triton.cdiv(m, cfg.block_m), triton.cdiv(n, cfg.block_n), cfg.split_k)
+    _int4_matmul_kernel[grid](
+        x2,
+        qweight,
+        qzeros,
+        scales,
+        g_idx if g_idx is not None else qweight,
+        bias if bias is not None else scales,
+        y,
+        m,
+        n,
+        k,
+        x2.stride(0),
+        y.stride(0),
+        BITS=bits,
+        ZERO_OFFSET=1 if zero_format == "v1" else 0,
+        GROUP_SIZE=group_size if g_idx is None else 0,
+        HAS_BIAS=bias is not None,
+        BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n,
+        BLOCK_K=cfg.block_k,
+        SPLIT_K=cfg.split_k,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
+    )
+    return y.to(x2.dtype) if cfg.split_k > 1 else y
+
+
 def int4_matmul(
     x: torch.Tensor,
     qweight: torch.Tensor,
@@ -191,40 +271,27 @@ def int4_matmul(
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k)  # (M, K)
     m = x2.shape[0]
-    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0:
-        return y.reshape(*lead, n)
-    block_m = 16 if m <= 16 else (32 if m <= 32 else 64)
-    block_n = 64 if n >= 64 else 32
-    block_k = 64
+        return x2.new_empty(0, n).reshape(*lead, n)
+    cfg = pick_config(m, n, k, x.device)
     gs = _trivial_group_size(g_idx, k, groups)
-    if gs and gs % block_k:  # a K step must stay inside one group for the one-row fast path
-        block_k = 32 if gs % 32 == 0 else 0
-        if not block_k:
-            gs, block_k = 0, 64
+    if gs and gs % cfg.block_k:  # a K step must stay inside one group for the one-row fast path
+        cfg.block_k = 32 if gs % 32 == 0 else 64
+        if gs % cfg.block_k:
+            gs = 0
     if not gs and g_idx is None:
         g_idx = (torch.arange(k, device=x.device, dtype=torch.int32) // (k // groups)).contiguous()
-    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
-    _int4_matmul_kernel[grid](
+    y = launch(
         x2,
         qweight,
         qzeros,
         scales,
-        g_idx if not gs else qweight,
-        bias if bias is not None else scales,
-        y,
-        m,
-        n,
-        k,
-        x2.stride(0),
-        y.stride(0),
-        BITS=bits,
-        ZERO_OFFSET=1 if zero_format == "v1" else 0,
-        GROUP_SIZE=gs,
-        HAS_BIAS=bias is not None,
-        BLOCK_M=block_m,
-        BLOCK_N=block_n,
-        BLOCK_K=block_k,
+        None if gs else g_idx,
+        bias,
+        bits=bits,
+        zero_format=zero_format,
+        group_size=gs,
+        cfg=cfg,
     )
     return y.reshape(*lead, n)
 

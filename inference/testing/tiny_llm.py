@@ -44,7 +44,7 @@ class TinyLLM:
     model: torch.nn.Module  # transformers LlamaForCausalLM, float32, eval mode
     tokenizer: object  # transformers PreTrainedTokenizerFast
     train_ids: torch.Tensor  # (n,) int64 token ids of the training split
-    heldout_ids: torch.Tensor  # (m,) the held-out tail of the corpus
+    heldout_ids: torch.Tensor  # (m,) held-out blocks from across the corpus (see split_ids)
     final_loss: float
 
 
@@ -107,6 +107,18 @@ def windows(ids: torch.Tensor, seq_len: int) -> torch.Tensor:
     return ids[: n * seq_len].view(n, seq_len)
 
 
+def split_ids(
+    ids: torch.Tensor, heldout_fraction: float, block: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every k-th block of `block` tokens is held out, so held-out text comes from every channel of
+    the corpus (the tail alone would be one channel the model barely saw)."""
+    every = max(2, round(1 / heldout_fraction))
+    blocks = ids.split(block)
+    train = [b for i, b in enumerate(blocks) if i % every != every - 1]
+    held = [b for i, b in enumerate(blocks) if i % every == every - 1]
+    return torch.cat(train), torch.cat(held)
+
+
 def train_tiny_llm(out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Path = SAMPLE_CORPUS) -> TinyLLM:
     """Train the tokenizer and the model on the corpus, save both to `out_dir` (HF layout)."""
     cfg = cfg or TinyConfig()
@@ -114,8 +126,7 @@ def train_tiny_llm(out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Pat
     text = corpus_text(corpus_dir)
     tokenizer = train_tokenizer(text, cfg.vocab_size)
     ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
-    split = int(ids.numel() * (1 - cfg.heldout_fraction))
-    train_ids, heldout_ids = ids[:split], ids[split:]
+    train_ids, heldout_ids = split_ids(ids, cfg.heldout_fraction)
     model = make_model(cfg, len(tokenizer))
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
