@@ -104,11 +104,12 @@ class KVCache:
 
     def view(self, slots: list[int], start: list[int], length: list[int], device: str) -> KVView:
         as_t = lambda xs: torch.tensor(xs, device=device, dtype=torch.long)  # noqa: E731
-        return KVView(self.k, self.v, as_t(slots), as_t(start), as_t(length))
+        return KVView(self.k, self.v, as_t(slots), as_t(start), as_t(length), slots, start, max(length))
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
-    """logits (V,) fp32 -> one token id, with temperature, top-k and top-p (nucleus) filtering."""
+    """logits (V,) fp32 on the CPU (the generator lives there) -> one token id, with temperature,
+    top-k and top-p (nucleus) filtering."""
     if params.temperature <= 1e-5:
         return int(logits.argmax())
     logits = logits / params.temperature
@@ -121,7 +122,7 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
         # drop a token when the tokens ranked above it already hold top_p of the mass
         drop = probs.cumsum(-1) - probs > params.top_p
         logits = logits.scatter(0, order, sorted_logits.masked_fill(drop, float("-inf")))
-    probs = logits.softmax(-1).cpu()
+    probs = logits.softmax(-1)
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
@@ -251,7 +252,7 @@ class Engine:
         ids = torch.tensor([req.prompt_ids], device=dev)  # (1, T)
         kv = self.cache.view([req.slot], [0], [n], dev)
         logits = self.model(ids, torch.arange(n, device=dev)[None], kv, last_only=True)  # (1, 1, V)
-        self._emit(req, sample(logits[0, -1], req.params, req.generator))
+        self._emit(req, sample(logits[0, -1].cpu(), req.params, req.generator))
 
     def _decode(self, batch: list[Request]) -> None:
         dev = self.config.device
@@ -259,8 +260,10 @@ class Engine:
         ids = torch.tensor([[r.output[-1]] for r in batch], device=dev)  # (B, 1)
         kv = self.cache.view([r.slot for r in batch], pos, [p + 1 for p in pos], dev)
         logits = self.model(ids, torch.tensor(pos, device=dev)[:, None], kv)  # (B, 1, V)
+        # one device->host copy per step; sampling row by row on the GPU would sync once per row
+        rows = logits[:, -1].cpu()  # (B, V) fp32
         for row, req in enumerate(batch):
-            self._emit(req, sample(logits[row, -1], req.params, req.generator))
+            self._emit(req, sample(rows[row], req.params, req.generator))
 
     def _emit(self, req: Request, token: int) -> None:
         if req.first_token_at is None:

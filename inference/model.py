@@ -236,7 +236,9 @@ class KVView:
     """Where one forward pass reads and writes keys/values; built by the engine's cache.
 
     k_cache/v_cache: per layer (S, Hkv, Tmax, D); slots (B,) rows of the batch; start (B,) first
-    position written by this pass; kv_lens (B,) valid length after the write.
+    position written by this pass; kv_lens (B,) valid length after the write. The same numbers are
+    kept as host ints too: reading them back from the GPU in every layer would sync CPU and GPU
+    once per layer and stall the kernel queue.
     """
 
     k_cache: list[torch.Tensor]
@@ -244,14 +246,17 @@ class KVView:
     slots: torch.Tensor
     start: torch.Tensor
     kv_lens: torch.Tensor
+    host_slots: list[int]
+    host_start: list[int]
+    kmax: int  # max(kv_lens)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v (B, Hkv, T, D) at their positions; return the keys/values to attend over."""
         kc, vc = self.k_cache[layer], self.v_cache[layer]
         b, _, t, _ = k.shape
-        kmax = int(self.kv_lens.max())
-        if b == 1:  # prefill: contiguous slice, no gather copy
-            s, p = int(self.slots[0]), int(self.start[0])
+        kmax = self.kmax
+        if b == 1:  # prefill (or a lone decode): contiguous slice, no gather copy
+            s, p = self.host_slots[0], self.host_start[0]
             kc[s, :, p : p + t] = k[0]
             vc[s, :, p : p + t] = v[0]
             return kc[s : s + 1, :, :kmax], vc[s : s + 1, :, :kmax]
