@@ -16,6 +16,20 @@ def open_corpus(settings: Settings) -> Store:
     return open_store(settings.resolved_database_url)
 
 
+def llm_config(settings: Settings) -> Any:
+    """The LLM endpoint settings as the plain `rag.llm.LLMConfig` (None: no LLM configured)."""
+    from rag.llm import LLMConfig
+
+    if not settings.llm_base_url:
+        return None
+    return LLMConfig(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value(),
+        model=settings.llm_model,
+        timeout_s=settings.llm_timeout_s,
+    )
+
+
 def build_rag(settings: Settings, store: Store) -> Any:
     """The retrieval and answer service (rag.service.RagService); the model loads on first use."""
     from rag.service import build_rag as _build
@@ -64,16 +78,7 @@ class CrosspostService:
         self.store = store
 
     def _llm(self) -> Any:
-        from crosspost.llm import LLMConfig
-
-        if not self.settings.llm_base_url:
-            return None
-        return LLMConfig(
-            self.settings.llm_base_url,
-            self.settings.llm_model,
-            self.settings.llm_api_key.get_secret_value(),
-            self.settings.llm_timeout_s,
-        )
+        return llm_config(self.settings)
 
     def convert(
         self, source: str | dict[str, Any], *, lang: str | None = None, fresh: bool = False

@@ -47,12 +47,14 @@ class LLMClient:
         self._sync = openai.OpenAI(**kwargs)
         self._async = openai.AsyncOpenAI(**kwargs)
 
-    def complete(self, messages: list[dict], *, max_tokens: int | None = None) -> str:
+    def complete(
+        self, messages: list[dict], *, max_tokens: int | None = None, temperature: float | None = None
+    ) -> str:
         try:
             response = self._sync.chat.completions.create(
                 model=self.config.model,
                 messages=messages,
-                temperature=self.config.temperature,
+                temperature=self.config.temperature if temperature is None else temperature,
                 max_tokens=max_tokens or self.config.max_tokens,
             )
             text = response.choices[0].message.content if response.choices else None

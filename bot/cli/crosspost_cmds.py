@@ -9,21 +9,8 @@ from typing import Annotated
 import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
-from bot.services import open_corpus
-from bot.settings import Settings
-from crosspost.llm import LLMConfig
+from bot.services import llm_config, open_corpus
 from crosspost.service import DEFAULT_TARGETS, convert
-
-
-def llm_config(settings: Settings) -> LLMConfig | None:
-    if not settings.llm_base_url:
-        return None
-    return LLMConfig(
-        base_url=settings.llm_base_url,
-        model=settings.llm_model,
-        api_key=settings.llm_api_key.get_secret_value(),
-        timeout_s=settings.llm_timeout_s,
-    )
 
 
 @app.command()
