@@ -24,6 +24,7 @@ from inference.model import ModelConfig, Transformer, rope_frequencies
 SIZES = {
     # hidden, layers, heads, kv heads, intermediate, vocab
     "tiny": (256, 4, 8, 4, 768, 4096),
+    "small": (512, 6, 8, 4, 1536, 8192),  # ~30M parameters: weights no longer fit the CPU caches
     "1b": (2048, 16, 32, 8, 8192, 32000),  # Llama-3.2-1B-like shapes
     "7b": (4096, 32, 32, 8, 14336, 32000),  # Llama-3-8B-like shapes
 }
