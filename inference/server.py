@@ -209,9 +209,9 @@ def create_app(
 
         params = SamplingParams(
             max_tokens=max_tokens,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            top_k=body.top_k,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=body.top_k or 0,
             seed=body.seed,
             stop=body.stop_list(),
             stop_token_ids=tuple(body.stop_token_ids or ()),

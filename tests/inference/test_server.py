@@ -241,3 +241,20 @@ def test_malformed_json_gets_an_error_envelope(server):
     resp = httpx.post(server["base"] + "/v1/nope", json={})
     assert resp.status_code == 404 and "error" in resp.json()
     assert json.loads(resp.text)["error"]["message"]
+
+
+def test_null_sampling_fields_mean_defaults(server):
+    body = {
+        "model": server["name"],
+        "messages": MESSAGES,
+        "max_tokens": 3,
+        "temperature": None,
+        "top_p": None,
+        "n": None,
+        "stream": None,
+        "stop": None,
+        "seed": None,
+    }
+    resp = httpx.post(server["base"] + "/v1/chat/completions", json=body, timeout=30)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["usage"]["completion_tokens"] == 3
