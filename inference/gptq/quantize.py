@@ -154,7 +154,9 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, opts: QuantOptions, name: st
     h[dead, dead] = 1
     w[:, dead] = 0
 
-    perm = torch.argsort(torch.diag(h), descending=True) if opts.act_order else torch.arange(k)
+    perm = (
+        torch.argsort(torch.diag(h), descending=True) if opts.act_order else torch.arange(k, device=h.device)
+    )
     w = w[:, perm]
     h = h[perm][:, perm]
     damp = opts.damp_percent * torch.mean(torch.diag(h))
@@ -198,7 +200,9 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, opts: QuantOptions, name: st
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]  # the lazy block update
 
     inv = torch.argsort(perm)
-    g_idx = (torch.arange(k) // gs)[inv].to(torch.int32)  # column perm[j] belongs to group j // gs
+    g_idx = (torch.arange(k, device=inv.device) // gs)[inv].to(
+        torch.int32
+    )  # column perm[j] is in group j // gs
     return QuantResult(
         q_int[:, inv].to(torch.int32),
         torch.stack(scales),

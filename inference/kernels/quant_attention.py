@@ -203,7 +203,7 @@ def _check_inputs(q, k, v, kv_lens, *, kernel: bool):
             )
         if kv_lens.device != q.device:
             raise KernelInputError(f"kv_lens: on {kv_lens.device}, q is on {q.device}")
-        if bool((kv_lens < 0).any()) or bool((kv_lens > tk).any()):
+        if bool(((kv_lens < 0) | (kv_lens > tk)).any()):  # one host sync, not two
             raise KernelInputError(f"kv_lens: values must lie in 0..{tk} (the key length)")
     return bq, hq, hkv, tk, d
 
