@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bot.settings import Settings, load_settings
 
@@ -29,6 +30,19 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object in
 
 # Bundled sample corpus: the five channel pages, next to the packages in a source checkout.
 SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "samples" / "corpus"
+
+
+def progress_bar(label: str, *, hidden: bool = False) -> Progress:
+    """The one progress bar style of the CLI, on stderr so --json output stays clean."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/bold] {{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=hidden,
+    )
 
 
 def settings_for(data_dir: Path | None) -> Settings:

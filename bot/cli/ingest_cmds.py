@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bot.cli.app import SAMPLE_CORPUS, DataDir, JsonFlag, app, console, err_console, print_json, settings_for
+from bot.cli.app import (
+    SAMPLE_CORPUS,
+    DataDir,
+    JsonFlag,
+    app,
+    console,
+    err_console,
+    print_json,
+    progress_bar,
+    settings_for,
+)
 from bot.services import open_corpus
 from ingest.pipeline import expand, ingest_locations, reingest_all
 from rag.errors import IngestError
@@ -43,15 +52,7 @@ def ingest(
         locations = [s.location for s in store.list_sources()]
     else:
         locations, _ = expand(paths or [])
-    with Progress(
-        TextColumn("[bold]ingest[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json,
-    ) as progress:
+    with progress_bar("ingest", hidden=as_json) as progress:
         task = progress.add_task("", total=len(locations))
         printed: set[str] = set()
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
+from bot.cli.app import DataDir, JsonFlag, app, console, print_json, progress_bar, settings_for
 from bot.services import open_corpus
 from rag.errors import ConfigError
 
@@ -65,15 +64,7 @@ def quantize(
     texts = store.sample_texts(max(calib_samples * 8, 64))
     if not texts:
         raise ConfigError("the corpus is empty, nothing to calibrate on: run `research-bot ingest` first")
-    with Progress(
-        TextColumn("[bold]quantize[/bold] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json,
-    ) as progress:
+    with progress_bar("quantize", hidden=as_json) as progress:
         task = progress.add_task("calibrating", total=None)
 
         def on_layer(done: int, total: int, name: str) -> None:
