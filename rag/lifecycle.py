@@ -189,6 +189,9 @@ class IndexManager:
                     return report
             else:
                 add, gone = store_ids, np.zeros(0, np.int64)
+                if not len(add):  # nothing stored yet: no index to build, no model to load
+                    report.seconds = time.perf_counter() - started
+                    return report
                 report.rebuilt = True
             self._write(store, current, add, gone, report)
         report.seconds = time.perf_counter() - started
