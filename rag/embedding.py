@@ -86,7 +86,9 @@ class Embedder:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a "Loading weights" bar per process is noise in CLI output
             self.model = SentenceTransformer(spec.location, device=_device(), local_files_only=offline)
         except Exception as exc:  # the library raises OSError, ValueError, HF errors...
             hint = (

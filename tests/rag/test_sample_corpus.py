@@ -61,3 +61,11 @@ def test_reingest_is_incremental(demo):
         ["ingest", str(Path(__file__).resolve().parents[2] / "samples" / "corpus"), "--data-dir", str(data)]
     )
     assert "indexed: +0 / -0 chunks (0 embedded" in out
+
+
+def test_extractive_answer_quotes_only_sources_about_the_question(demo):
+    data, _ = demo
+    answer = json.loads(_run(["ask", "Что такое SageAttention?", "--json", "--data-dir", str(data)]))
+    assert answer["mode"] == "extractive" and not answer["abstained"]
+    # generic question words ("что такое") must not pull unrelated posts in as extra quotes
+    assert answer["citations"] and all("SageAttention" in c["quote"] for c in answer["citations"])
