@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from bot.texts import t
+from ingest.clean import utf16_len
 
 TELEGRAM_LIMIT = 4096
 # A citation marker in model text: [1], [2, 3], [1][2].
@@ -31,10 +32,6 @@ def escape(text: str) -> str:
 
 def attr(value: str) -> str:
     return html.escape(value, quote=True)
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 def link(url: str | None, label: str) -> str:

@@ -26,6 +26,7 @@ with warnings.catch_warnings():  # twitter-text still imports pkg_resources (set
     from twitter_text.get_character_weight import get_character_weight
 
 from crosspost.tokens import extract_urls_with_indices, find_urls
+from ingest.clean import utf16_len
 
 Counter = Callable[[str], int]
 _MASTODON_MENTION = re.compile(r"(?<![\w@])(@[A-Za-z0-9_]+)@[\w.-]+\.[a-z]{2,}", re.I)
@@ -60,7 +61,8 @@ def mastodon_length(text: str, url_length: int = 23) -> int:
 
 
 def utf16_length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    """Telegram's and Threads'/LinkedIn's (assumed) unit: UTF-16 code units."""
+    return utf16_len(text)
 
 
 COUNTERS: dict[str, Callable[..., int]] = {
