@@ -138,6 +138,29 @@ def _stale_papers(s: Session) -> list[int]:
     return [r[0] for r in rows]
 
 
+def _rechunk(s: Session, column, owners: list[tuple[int, str]]) -> tuple[int, int]:
+    """Replace the chunks of these posts or papers (`column` is Chunk.post_id or Chunk.paper_id);
+    returns (chunks removed, chunks written)."""
+    ids = [owner_id for owner_id, _ in owners]
+    removed = s.execute(delete(Chunk).where(column.in_(ids))).rowcount or 0
+    now = utcnow()
+    rows = [
+        {
+            "post_id": owner_id if column is Chunk.post_id else None,
+            "paper_id": owner_id if column is Chunk.paper_id else None,
+            "ordinal": ordinal,
+            "text": piece,
+            "content_hash": content_hash(piece),
+            "created_at": now,
+        }
+        for owner_id, text in owners
+        for ordinal, piece in enumerate(chunk_text(text))
+    ]
+    if rows:
+        s.execute(insert(Chunk), rows)
+    return removed, len(rows)
+
+
 def sync_chunks(store: Store, *, batch: int = 500) -> ChunkSync:
     """Write chunks for new/changed posts and papers; one transaction per batch of rows."""
     result = ChunkSync()
@@ -147,45 +170,22 @@ def sync_chunks(store: Store, *, batch: int = 500) -> ChunkSync:
     for start in range(0, len(post_ids), batch):
         ids = post_ids[start : start + batch]
         with store.session() as s:
-            result.removed += s.execute(delete(Chunk).where(Chunk.post_id.in_(ids))).rowcount or 0
-            rows = []
-            now = utcnow()
-            for post_id, text in s.execute(select(Post.id, Post.text).where(Post.id.in_(ids))):
-                for ordinal, piece in enumerate(chunk_text(text or "")):
-                    rows.append(
-                        {
-                            "post_id": post_id,
-                            "paper_id": None,
-                            "ordinal": ordinal,
-                            "text": piece,
-                            "content_hash": content_hash(piece),
-                            "created_at": now,
-                        }
-                    )
-            if rows:
-                s.execute(insert(Chunk), rows)
-            result.posts += len(ids)
-            result.chunks += len(rows)
+            owners = [
+                (pid, text or "")
+                for pid, text in s.execute(select(Post.id, Post.text).where(Post.id.in_(ids)))
+            ]
+            removed, written = _rechunk(s, Chunk.post_id, owners)
+        result.removed += removed
+        result.chunks += written
+        result.posts += len(ids)
     for start in range(0, len(paper_ids), batch):
         ids = paper_ids[start : start + batch]
         with store.session() as s:
-            result.removed += s.execute(delete(Chunk).where(Chunk.paper_id.in_(ids))).rowcount or 0
-            rows = []
-            now = utcnow()
-            for paper in s.scalars(select(Paper).where(Paper.id.in_(ids))):
-                for ordinal, piece in enumerate(chunk_text(paper_text(paper))):
-                    rows.append(
-                        {
-                            "post_id": None,
-                            "paper_id": paper.id,
-                            "ordinal": ordinal,
-                            "text": piece,
-                            "content_hash": content_hash(piece),
-                            "created_at": now,
-                        }
-                    )
-            if rows:
-                s.execute(insert(Chunk), rows)
-            result.papers += len(ids)
-            result.chunks += len(rows)
+            owners = [
+                (paper.id, paper_text(paper)) for paper in s.scalars(select(Paper).where(Paper.id.in_(ids)))
+            ]
+            removed, written = _rechunk(s, Chunk.paper_id, owners)
+        result.removed += removed
+        result.chunks += written
+        result.papers += len(ids)
     return result
