@@ -163,10 +163,9 @@ def demo(data_dir: DataDir = None) -> None:
         f"chunks {result['chunks']}",
         highlight=False,
     )
+    from bot.cli.rag_cmds import print_answer
+
     for question in DEMO_QUESTIONS:
-        answer = rag.ask(question)
         console.print(f"\n[bold]Q: {question}[/bold]", highlight=False)
-        console.print(answer.answer, highlight=False, soft_wrap=True, markup=False)
-        for c in answer.citations:
-            console.print(f"  [{c.n}] {c.url or c.channel}", highlight=False, markup=False)
+        print_answer(rag.ask(question))
     console.print('\nAsk your own: research-bot ask "..." or research-bot chat', highlight=False)

@@ -97,7 +97,7 @@ def search(
         sys.stdout.flush()
 
 
-def _print_answer(result: Answer, *, streamed: bool = False) -> None:
+def print_answer(result: Answer, *, streamed: bool = False) -> None:
     if result.notice:
         err_console.print(f"[yellow]{result.notice}[/yellow]", highlight=False, soft_wrap=True)
     if not streamed:
@@ -128,7 +128,7 @@ def ask(
     if as_json:
         print_json(result.to_json())
     else:
-        _print_answer(result)
+        print_answer(result)
 
 
 @app.command(name="eval")
@@ -206,7 +206,7 @@ def chat(data_dir: DataDir = None) -> None:
                 ):
                     # the citation check changed the draft: show the checked text
                     console.print(f"(checked) {part.answer}", highlight=False, soft_wrap=True, markup=False)
-                _print_answer(part, streamed=True)
+                print_answer(part, streamed=True)
             else:
                 parts.append(part)
                 console.print(part, highlight=False, soft_wrap=True, markup=False, end="")
