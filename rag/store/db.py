@@ -107,7 +107,8 @@ def migrate(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open or migrate the database at {engine.url!r}: {exc.orig or exc}") from exc
+        reason = str(exc.orig or exc).strip().splitlines()[0]  # drivers add hint lines; keep one line
+        raise StoreError(f"cannot open or migrate the database at {engine.url!r}: {reason}") from exc
 
 
 class Store:
