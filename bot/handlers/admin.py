@@ -35,6 +35,14 @@ async def _refuse(message: Message, settings: Settings) -> bool:
     return True
 
 
+async def _refuse_busy(message: Message, corpus: CorpusOps) -> bool:
+    """One corpus job at a time: a second request is told one is running, and nothing starts."""
+    if not corpus.busy:
+        return False
+    await message.reply(t(lang(message), "reingest_running"), parse_mode=None)
+    return True
+
+
 class _StatusMessage:
     """One message edited in place, at most once per `interval` seconds (the last text always lands)."""
 
@@ -63,8 +71,7 @@ async def on_reingest(message: Message, settings: Settings, corpus: CorpusOps) -
     if await _refuse(message, settings):
         return
     language = lang(message)
-    if corpus.busy:
-        await message.reply(t(language, "reingest_running"), parse_mode=None)
+    if await _refuse_busy(message, corpus):
         return
     status = _StatusMessage(
         await message.reply(t(language, "reingest_start"), parse_mode=None), settings.stream_edit_interval_s
@@ -90,8 +97,7 @@ async def on_reindex(message: Message, settings: Settings, corpus: CorpusOps) ->
     if await _refuse(message, settings):
         return
     language = lang(message)
-    if corpus.busy:
-        await message.reply(t(language, "reingest_running"), parse_mode=None)
+    if await _refuse_busy(message, corpus):
         return
     status = await message.reply(t(language, "reindex_start"), parse_mode=None)
     await corpus.reindex()
@@ -145,8 +151,7 @@ async def on_upload(message: Message, bot: Bot, settings: Settings, corpus: Corp
     if (document.file_size or 0) > MAX_DOWNLOAD:
         await message.reply(t(language, "file_too_big"), parse_mode=None)
         return
-    if corpus.busy:
-        await message.reply(t(language, "reingest_running"), parse_mode=None)
+    if await _refuse_busy(message, corpus):
         return
     status = await message.reply(t(language, "file_received", name=name), parse_mode=None)
     target = settings.data_dir / "uploads" / _safe_name(document.file_unique_id) / name
