@@ -308,7 +308,7 @@ def decode_attention(
         acc_part = torch.empty(b, hq, num_splits, d, dtype=torch.float32, device=q.device)
     else:
         m_part = l_part = acc_part = out  # unused: the split kernel writes `out` itself
-    block_d = max(16, triton.next_power_of_2(d))
+    block_d = max(32, triton.next_power_of_2(d))  # int8 MMA wants a reduction width >= 32
     on_cuda = q.device.type == "cuda"
     _decode_split_kernel[(b * hkv, num_splits)](
         q,
