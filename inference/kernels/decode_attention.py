@@ -259,8 +259,9 @@ def choose_num_splits(batch: int, kv_heads: int, tmax: int, device: torch.device
         sms = torch.cuda.get_device_properties(device).multi_processor_count
     else:
         sms = H100_SMS
-    want = triton.cdiv(2 * sms, max(1, batch * kv_heads))
-    return max(1, min(want, MAX_SPLITS, triton.cdiv(tmax, BLOCK_N)))
+    n_blocks = triton.cdiv(tmax, BLOCK_N)
+    want = max(1, min(triton.cdiv(2 * sms, max(1, batch * kv_heads)), MAX_SPLITS, n_blocks))
+    return triton.cdiv(n_blocks, triton.cdiv(n_blocks, want))  # no split left starting past Tmax
 
 
 def decode_attention(
@@ -300,8 +301,11 @@ def decode_attention(
         return out
     sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
     group = hq // hkv
-    # keys per split, a whole number of BLOCK_N blocks so K's scale blocks match the reference's
-    split_len = triton.cdiv(triton.cdiv(tmax, num_splits), BLOCK_N) * BLOCK_N
+    # keys per split, a whole number of BLOCK_N blocks so K's scale blocks match the reference's;
+    # then drop splits that would start past Tmax (e.g. 5 blocks in 4 splits -> 3 splits of 2 blocks)
+    blocks_per_split = triton.cdiv(triton.cdiv(tmax, BLOCK_N), num_splits)
+    split_len = blocks_per_split * BLOCK_N
+    num_splits = triton.cdiv(tmax, split_len)
     if num_splits > 1:  # partials: (B, Hq, NS) running max / sum, (B, Hq, NS, D) unnormalised output
         m_part = torch.empty(b, hq, num_splits, dtype=torch.float32, device=q.device)
         l_part = torch.empty_like(m_part)
