@@ -23,7 +23,8 @@ Layout (Dao et al., "Flash-Decoding for long-context inference", 2023): the grid
 (B·Hkv, NUM_SPLITS). One program holds the GROUP = Hq/Hkv query heads of one KV head as the rows of
 its tile (padded to >= 16 for tl.dot), so each K/V block is loaded once per KV head (GQA/MQA), and
 handles one fixed key range of Tmax. A split starting past kv_len writes an empty partial
-(m = -inf, l = 0); a second small kernel merges the partials with their log-sum-exp weights.
+(m = -inf, l = 0); a second small kernel merges the partials with their log-sum-exp weights (with
+one split the first kernel writes the output itself). A row with kv_lens[b] = 0 comes out as zeros.
 """
 
 from __future__ import annotations
