@@ -20,6 +20,7 @@ import torch
 from inference.engine import Engine, EngineConfig, SamplingParams
 from inference.loader import pick_attention
 from inference.model import ModelConfig, Transformer, rope_frequencies
+from inference.testing.random_gptq import to_random_gptq_
 
 SIZES = {
     # hidden, layers, heads, kv heads, intermediate, vocab
@@ -53,31 +54,8 @@ def build(size: str, device: str, gptq: bool) -> Transformer:
         p.data.normal_(0, 0.02)
     model.inv_freq = rope_frequencies(cfg)[0].to(device)  # .to(fp16) above rounded the RoPE frequencies
     if gptq:
-        _to_random_gptq(model)
+        to_random_gptq_(model)
     return model.eval()
-
-
-def _to_random_gptq(model: Transformer, group: int = 128) -> None:
-    """Swap every decoder linear for a QuantLinear with random 4-bit codes (symmetric, v1 zeros)."""
-    from inference.gptq.format import QuantizedLinear, pack
-    from inference.quant_linear import QuantLinear
-
-    for layer in model.model.layers:
-        for parent in (layer.self_attn, layer.mlp):
-            for name, lin in list(parent.named_children()):
-                if not isinstance(lin, torch.nn.Linear):
-                    continue
-                k, n, dev = lin.in_features, lin.out_features, lin.weight.device
-                q = torch.randint(0, 16, (k, n), dtype=torch.int32, device=dev)
-                zeros = torch.full((-(-k // group), n), 7, dtype=torch.int32, device=dev)
-                ql = QuantizedLinear(
-                    qweight=pack(q, 4, dim=0),
-                    qzeros=pack(zeros, 4, dim=1),
-                    scales=torch.full((-(-k // group), n), 0.002, dtype=torch.float16, device=dev),
-                    g_idx=(torch.arange(k, device=dev) // group).to(torch.int32),
-                    bits=4,
-                )
-                setattr(parent, name, QuantLinear(ql))
 
 
 def sync(device: str) -> None:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     llm_serve_attention: str = Field(
         "auto", description="serve-llm: auto (quantized kernel on CUDA), torch, quant"
     )
+    llm_serve_cuda_graphs: bool = Field(
+        True, description="serve-llm: replay the decode step as CUDA graphs (CUDA + quant attention)"
+    )
 
     # --- cross-posting (issue 6) -----------------------------------------------------------------
     crosspost_lang: str = Field("en", description="crosspost: language to translate posts into")

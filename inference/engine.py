@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from inference.cuda_graphs import DecodeGraphs
 from inference.errors import InferenceError
 from inference.model import KVView, ModelConfig, Transformer
 from inference.tokenizer import ChatTokenizer, TextStream
@@ -69,6 +70,10 @@ class EngineConfig:
     max_queue: int = 64  # requests allowed to wait for a slot
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    # replay the decode step as CUDA graphs (CUDA with an in-place decode attention only): a step at
+    # 8B shapes launches ~1,500 kernels, and launching them one by one from Python cost more than
+    # the kernels themselves on an H100
+    cuda_graphs: bool = True
 
 
 @dataclass(eq=False)
@@ -94,17 +99,51 @@ def kv_cache_bytes(cfg: ModelConfig, slots: int, positions: int, dtype: torch.dt
 
 
 class KVCache:
-    """Per layer K and V of shape (slots, Hkv, max_context, D), allocated once."""
+    """Per layer K and V of shape (slots, Hkv, max_context, D), allocated once.
 
-    def __init__(self, cfg: ModelConfig, slots: int, positions: int, device: str, dtype: torch.dtype):
-        shape = (slots, cfg.num_kv_heads, positions, cfg.head_dim)
+    `k_mean` (per layer (slots, Hkv, D) float32) is kept for attention backends that decode in place
+    (they smooth K with each slot's prompt mean). `scratch` slots beyond `slots` belong to no request:
+    CUDA graphs pad a batch up to a captured size with rows that write there.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        slots: int,
+        positions: int,
+        device: str,
+        dtype: torch.dtype,
+        *,
+        k_mean: bool = False,
+        scratch: int = 0,
+    ):
+        shape = (slots + scratch, cfg.num_kv_heads, positions, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.num_layers)]
+        mean_shape = (slots + scratch, cfg.num_kv_heads, cfg.head_dim)
+        self.k_mean = (
+            [torch.zeros(mean_shape, device=device, dtype=torch.float32) for _ in range(cfg.num_layers)]
+            if k_mean
+            else None
+        )
         self.free = list(range(slots - 1, -1, -1))
+        self.scratch_slot = slots if scratch else None
+        self.device = device
 
-    def view(self, slots: list[int], start: list[int], length: list[int], device: str) -> KVView:
-        as_t = lambda xs: torch.tensor(xs, device=device, dtype=torch.long)  # noqa: E731
-        return KVView(self.k, self.v, as_t(slots), as_t(start), as_t(length), slots, start, max(length))
+    def prefill_view(self, slot: int, n: int) -> KVView:
+        """One request's prompt of n tokens written from position 0 of its slot."""
+        return self._view([slot], [0], [n], host=True)
+
+    def decode_view(self, slots: list[int], positions: list[int], *, host: bool) -> KVView:
+        """One new token per row at `positions`; host=False leaves out the host ints (in-place decode)."""
+        return self._view(slots, positions, [p + 1 for p in positions], host=host)
+
+    def _view(self, slots: list[int], start: list[int], lens: list[int], *, host: bool) -> KVView:
+        as_t = lambda xs: torch.tensor(xs, device=self.device, dtype=torch.long)  # noqa: E731
+        view = KVView(self.k, self.v, as_t(slots), as_t(start), as_t(lens), k_mean=self.k_mean)
+        if host:
+            view.host_slots, view.host_start, view.kmax = slots, start, max(lens)
+        return view
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
@@ -129,7 +168,20 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
 class Engine:
     def __init__(self, model: Transformer, tokenizer: ChatTokenizer | None, config: EngineConfig):
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.cache = KVCache(model.cfg, config.max_batch, config.max_context, config.device, config.dtype)
+        self.decode_in_place = getattr(model.attn_fn, "decode", None) is not None
+        use_graphs = config.cuda_graphs and self.decode_in_place and config.device.startswith("cuda")
+        self.cache = KVCache(
+            model.cfg,
+            config.max_batch,
+            config.max_context,
+            config.device,
+            config.dtype,
+            k_mean=self.decode_in_place,
+            scratch=1 if use_graphs else 0,
+        )
+        self.graphs: DecodeGraphs | None = None
+        if use_graphs:
+            self.graphs = DecodeGraphs.capture_or_none(model, self.cache, config.max_batch)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self._ids = itertools.count(1)
@@ -250,18 +302,23 @@ class Engine:
         dev = self.config.device
         n = len(req.prompt_ids)
         ids = torch.tensor([req.prompt_ids], device=dev)  # (1, T)
-        kv = self.cache.view([req.slot], [0], [n], dev)
+        kv = self.cache.prefill_view(req.slot, n)
         logits = self.model(ids, torch.arange(n, device=dev)[None], kv, last_only=True)  # (1, 1, V)
         self._emit(req, sample(logits[0, -1].cpu(), req.params, req.generator))
 
     def _decode(self, batch: list[Request]) -> None:
         dev = self.config.device
         pos = [len(r.prompt_ids) + len(r.output) - 1 for r in batch]  # position of each last token
-        ids = torch.tensor([[r.output[-1]] for r in batch], device=dev)  # (B, 1)
-        kv = self.cache.view([r.slot for r in batch], pos, [p + 1 for p in pos], dev)
-        logits = self.model(ids, torch.tensor(pos, device=dev)[:, None], kv)  # (B, 1, V)
+        last = [r.output[-1] for r in batch]
+        slots = [r.slot for r in batch]
+        if self.graphs is not None:
+            logits = self.graphs.run(last, pos, slots)  # (B, V)
+        else:
+            ids = torch.tensor([[t] for t in last], device=dev)  # (B, 1)
+            kv = self.cache.decode_view(slots, pos, host=not self.decode_in_place)
+            logits = self.model(ids, torch.tensor(pos, device=dev)[:, None], kv)[:, -1]  # (B, V)
         # one device->host copy per step; sampling row by row on the GPU would sync once per row
-        rows = logits[:, -1].cpu()  # (B, V) fp32
+        rows = logits.cpu()  # (B, V) fp32
         for row, req in enumerate(batch):
             self._emit(req, sample(rows[row], req.params, req.generator))
 

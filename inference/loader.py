@@ -176,19 +176,17 @@ def pick_attention(device: str, choice: str = "auto"):
     if choice == "torch" or (choice == "auto" and not device.startswith("cuda")):
         return torch_attention, "torch"
     try:
-        # attention_auto: the Triton kernel for head_dim <= 128 on CUDA (or under TRITON_INTERPRET=1 in
+        # QuantAttention: the Triton kernels for head_dim <= 128 on CUDA (or under TRITON_INTERPRET=1 in
         # fp16), full-precision attention otherwise, with one warning.
-        from inference.kernels.quant_attention import attention_auto
+        from inference.attention_backends import QuantAttention
+
+        backend = QuantAttention()
     except ImportError as exc:
         if choice == "quant":
             raise InferenceError(f"quantized attention kernel unavailable: {exc}") from None
         log.warning("quantized attention kernel unavailable (%s); using torch attention", exc)
         return torch_attention, "torch"
-
-    def attn(q, k, v, *, causal, kv_lens=None):
-        return attention_auto(q, k, v, causal=causal, kv_lens=kv_lens)
-
-    return attn, "quant"
+    return backend, "quant"
 
 
 def load_model(

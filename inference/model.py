@@ -198,7 +198,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
-AttentionFn = Any  # (q, k, v, *, causal, kv_lens) -> out; chosen once at load (see engine/loader)
+# (q, k, v, *, causal, kv_lens) -> out; chosen once at load (see loader.pick_attention). It may carry
+# `.decode(q, k_cache, v_cache, slots, kv_lens, k_mean) -> out`, attention for one new token per row
+# read in place from the cache (see inference/attention_backends.py).
+AttentionFn = Any
 
 
 _SDPA_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -237,8 +240,13 @@ class KVView:
 
     k_cache/v_cache: per layer (S, Hkv, Tmax, D); slots (B,) rows of the batch; start (B,) first
     position written by this pass; kv_lens (B,) valid length after the write. The same numbers are
-    kept as host ints too: reading them back from the GPU in every layer would sync CPU and GPU
-    once per layer and stall the kernel queue.
+    kept as host ints too for the gather path: reading them back from the GPU in every layer would
+    sync CPU and GPU once per layer and stall the kernel queue. A decode view for an attention
+    backend that reads the cache in place (`attn_fn.decode`) has no host ints at all, so the whole
+    decode step depends on tensor shapes only and can be captured as a CUDA graph.
+    k_mean: per layer (S, Hkv, D) float32, the keys' mean over each slot's prompt, written at prefill
+    and subtracted before K is quantized at decode (SageAttention's smoothing; any per-channel
+    vector leaves softmax unchanged, the prompt's mean removes most of K's shared bias).
     """
 
     k_cache: list[torch.Tensor]
@@ -246,12 +254,15 @@ class KVView:
     slots: torch.Tensor
     start: torch.Tensor
     kv_lens: torch.Tensor
-    host_slots: list[int]
-    host_start: list[int]
-    kmax: int  # max(kv_lens)
+    host_slots: list[int] | None = None
+    host_start: list[int] | None = None
+    kmax: int = 0  # max(kv_lens) when the host ints are kept
+    k_mean: list[torch.Tensor] | None = None
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v (B, Hkv, T, D) at their positions; return the keys/values to attend over."""
+        if self.host_slots is None or self.host_start is None:
+            raise ValueError("this KV view has no host positions; decode through attn_fn.decode")
         kc, vc = self.k_cache[layer], self.v_cache[layer]
         b, _, t, _ = k.shape
         kmax = self.kmax
@@ -259,12 +270,18 @@ class KVView:
             s, p = self.host_slots[0], self.host_start[0]
             kc[s, :, p : p + t] = k[0]
             vc[s, :, p : p + t] = v[0]
+            if self.k_mean is not None and p == 0:  # a prompt: its keys' mean smooths later decodes
+                self.k_mean[layer][s] = k[0].float().mean(dim=1)
             return kc[s : s + 1, :, :kmax], vc[s : s + 1, :, :kmax]
         if t != 1:
             raise ValueError("batched passes must be single-token decode steps")
-        kc[self.slots, :, self.start] = k[:, :, 0]  # (B, Hkv, D) scattered into (S, Hkv, Tmax, D)
-        vc[self.slots, :, self.start] = v[:, :, 0]
+        self.write_token(layer, k, v)
         return kc[self.slots, :, :kmax], vc[self.slots, :, :kmax]  # (B, Hkv, kmax, D)
+
+    def write_token(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Decode: scatter one new key/value per row (B, Hkv, 1, D) by tensor indices (no host ints)."""
+        self.k_cache[layer][self.slots, :, self.start] = k[:, :, 0]  # (B, Hkv, D) into (S, Hkv, Tmax, D)
+        self.v_cache[layer][self.slots, :, self.start] = v[:, :, 0]
 
 
 class Attention(nn.Module):
@@ -292,6 +309,11 @@ class Attention(nn.Module):
         k = apply_rope(k.transpose(1, 2), cos, sin)
         if kv is None:  # whole sequence in one pass (tests, recompute baseline)
             out = attn_fn(q, k, v, causal=True, kv_lens=None)
+        elif t == 1 and getattr(attn_fn, "decode", None) is not None:
+            # decode straight from the cache rows: no gather, no host ints (CUDA-graph safe)
+            kv.write_token(layer, k, v)
+            mean = kv.k_mean[layer] if kv.k_mean is not None else None
+            out = attn_fn.decode(q, kv.k_cache[layer], kv.v_cache[layer], kv.slots, kv.kv_lens, mean)
         else:
             k, v = kv.update(layer, k, v)
             # decode (T=1) sees every valid key: no causal mask, only the per-row lengths

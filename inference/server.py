@@ -93,6 +93,7 @@ class ServerConfig:
     api_key: str | None = None
     device: str = "auto"
     attention: str = "auto"
+    cuda_graphs: bool = True
 
 
 @dataclass
@@ -120,7 +121,10 @@ def load_served(cfg: ServerConfig) -> Served:
     kv = kv_cache_bytes(mc, cfg.max_batch, max_context, dtype)
     check_memory(folder, device=device, kv_bytes=kv, what=f"{cfg.max_batch} slots x {max_context} tokens")
     model, folder, attn = load_model(folder, device=device, dtype=dtype, attention=cfg.attention)
-    engine = Engine(model, tokenizer, EngineConfig(cfg.max_batch, max_context, cfg.max_queue, device, dtype))
+    engine_cfg = EngineConfig(
+        cfg.max_batch, max_context, cfg.max_queue, device, dtype, cuda_graphs=cfg.cuda_graphs
+    )
+    engine = Engine(model, tokenizer, engine_cfg)
     name = cfg.served_name or folder.path.resolve().name
     weights = f"gptq-{folder.quant['bits']}bit" if folder.quant else str(dtype).removeprefix("torch.")
     return Served(engine, tokenizer, name, attn, weights)
@@ -394,7 +398,7 @@ def serve(cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     cfg_e = served.engine.config
     print(
         f"serving {served.name} ({served.weights}, {served.attention} attention, {cfg_e.max_batch} slots x "
-        f"{cfg_e.max_context} tokens) on http://{host}:{port}/v1",
+        f"{cfg_e.max_context} tokens{', CUDA graphs' if served.engine.graphs else ''}) on http://{host}:{port}/v1",
         file=sys.stderr,
         flush=True,
     )

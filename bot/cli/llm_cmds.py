@@ -54,6 +54,13 @@ def serve_llm(
     attention: Annotated[
         str | None, typer.Option(help="auto (quantized kernel on CUDA), torch or quant")
     ] = None,
+    cuda_graphs: Annotated[
+        bool | None,
+        typer.Option(
+            "--cuda-graphs/--no-cuda-graphs",
+            help="Replay decode steps as CUDA graphs [env: RESEARCH_BOT_LLM_SERVE_CUDA_GRAPHS]",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Serve a model folder (GPTQ or full precision) behind an OpenAI-compatible API."""
@@ -70,6 +77,7 @@ def serve_llm(
         api_key=key,
         device=device or s.llm_serve_device,
         attention=attention or s.llm_serve_attention,
+        cuda_graphs=s.llm_serve_cuda_graphs if cuda_graphs is None else cuda_graphs,
     )
     serve(cfg, host=host, port=port)
 

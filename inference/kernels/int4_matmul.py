@@ -160,14 +160,15 @@ def _check(x, qweight, qzeros, scales, g_idx, bias, bits, zero_format) -> tuple[
 
 
 def _trivial_group_size(g_idx: torch.Tensor | None, k: int, groups: int) -> int:
-    """group_size when g_idx is k // group_size (or absent), else 0 (gather through g_idx)."""
-    if k % groups:
+    """group_size when g_idx is absent (groups of k // groups), else 0 (gather through g_idx).
+
+    A given g_idx is not inspected: comparing it with k // group_size would read it back from the
+    GPU on every call (a host sync, and a step that cannot be captured as a CUDA graph). Callers
+    that know it is trivial pass None; QuantLinear decides that once at load.
+    """
+    if g_idx is not None or k % groups:
         return 0
-    gs = k // groups
-    if g_idx is None:
-        return gs
-    expected = torch.arange(k, device=g_idx.device, dtype=torch.int32) // gs
-    return gs if torch.equal(g_idx, expected) else 0
+    return k // groups
 
 
 @dataclass

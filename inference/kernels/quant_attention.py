@@ -169,7 +169,7 @@ def _attn_fwd_kernel(
 
 
 # --- launchers -----------------------------------------------------------------------------------
-def _check_inputs(q, k, v, kv_lens, *, kernel: bool):
+def _check_inputs(q, k, v, kv_lens, *, kernel: bool, check_values: bool = True):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if t.dim() != 4:
             raise KernelInputError(
@@ -203,7 +203,8 @@ def _check_inputs(q, k, v, kv_lens, *, kernel: bool):
             )
         if kv_lens.device != q.device:
             raise KernelInputError(f"kv_lens: on {kv_lens.device}, q is on {q.device}")
-        if bool(((kv_lens < 0) | (kv_lens > tk)).any()):  # one host sync, not two
+        # one host sync, not two; callers inside a captured decode step skip it (values are their contract)
+        if check_values and bool(((kv_lens < 0) | (kv_lens > tk)).any()):
             raise KernelInputError(f"kv_lens: values must lie in 0..{tk} (the key length)")
     return bq, hq, hkv, tk, d
 
@@ -382,9 +383,10 @@ def attention_exact(q, k, v, *, causal=False, sm_scale=None, kv_lens=None, dtype
     return (p @ vv).to(dtype)
 
 
-def attention_full_precision(q, k, v, *, causal=False, sm_scale=None, kv_lens=None):
-    """Unquantized attention in q's dtype (SDPA with an explicit mask): the fallback path."""
-    b, hq, hkv, tk, _d = _check_inputs(q, k, v, kv_lens, kernel=False)
+def attention_full_precision(q, k, v, *, causal=False, sm_scale=None, kv_lens=None, validate=True):
+    """Unquantized attention in q's dtype (SDPA with an explicit mask): the fallback path.
+    validate=False skips the kv_lens value check, the one host sync here."""
+    b, hq, hkv, tk, _d = _check_inputs(q, k, v, kv_lens, kernel=False, check_values=validate)
     group = hq // hkv
     keep = _mask(b, q.shape[2], tk, causal, kv_lens, q.device)
     kk = k.repeat_interleave(group, dim=1)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from inference.errors import KernelInputError
 from inference.kernels.decode_attention import decode_attention, decode_attention_reference
 from inference.kernels.quant_attention import attention_exact
+from tests.inference._dispatch_probe import RecordOps
 
 pytestmark = pytest.mark.interpreter
 
@@ -195,43 +195,18 @@ def test_head_dim_256_and_bad_split_counts_are_refused(kernel_device):
         decode_attention(q, kc, vc, one, one, num_splits=4)
 
 
-class _RecordOps(TorchDispatchMode):
-    """Records every aten op and flags host syncs: scalar reads, nonzero, device-to-host copies."""
-
-    SYNC_OPS = ("_local_scalar_dense", "aten.item", "nonzero", "aten.equal", "aten.is_nonzero")
-
-    def __init__(self):
-        super().__init__()
-        self.ops: list[str] = []
-        self.syncs: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = str(func)
-        self.ops.append(name)
-        if any(bad in name for bad in self.SYNC_OPS):
-            self.syncs.append(name)
-        out = func(*args, **kwargs)
-        tensors_in = [a for a in args if isinstance(a, torch.Tensor)]
-        if "copy" in name or "_to_copy" in name:  # a copy landing on the host from an accelerator
-            dst = out if isinstance(out, torch.Tensor) else tensors_in[0]
-            if dst.device.type == "cpu" and any(t.device.type != "cpu" for t in tensors_in):
-                self.syncs.append(f"{name} (device to host)")
-        return out
-
-
 def test_no_host_sync_in_a_decode_call(kernel_device):
     q, kc, vc = make_cache(3, 8, 2, 130, 64, 2, seed=9, device=kernel_device)
     slots = torch.tensor([2, 0], device=kernel_device)
     lens = torch.tensor([130, 17], device=kernel_device)
     k_mean = valid_key_mean(kc, slots, lens)
     decode_attention(q, kc, vc, slots, lens, k_mean)  # compile / warm up outside the recording
-    with _RecordOps() as rec:
+    with RecordOps() as rec:
         decode_attention(q, kc, vc, slots, lens, k_mean)  # auto split count: 2 kernels
         decode_attention(q, kc, vc, slots, lens, num_splits=1)
     assert any("empty" in op for op in rec.ops)  # the recorder did see the call's torch ops
     assert rec.syncs == [], rec.syncs
-    with _RecordOps() as control:  # and it does catch a host read of a tensor value
+    with RecordOps() as control:  # and it does catch a host read of a tensor value
         int(lens.max())
     assert any("_local_scalar_dense" in op for op in control.syncs)
 
