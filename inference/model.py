@@ -276,7 +276,10 @@ class KVView:
         if t != 1:
             raise ValueError("batched passes must be single-token decode steps")
         self.write_token(layer, k, v)
-        return kc[self.slots, :, :kmax], vc[self.slots, :, :kmax]  # (B, Hkv, kmax, D)
+        first = self.host_slots[0]
+        if self.host_slots == list(range(first, first + b)):  # e.g. every slot busy, sorted: a view
+            return kc[first : first + b, :, :kmax], vc[first : first + b, :, :kmax]
+        return kc[self.slots, :, :kmax], vc[self.slots, :, :kmax]  # gather copy (B, Hkv, kmax, D)
 
     def write_token(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Decode: scatter one new key/value per row (B, Hkv, 1, D) by tensor indices (no host ints)."""

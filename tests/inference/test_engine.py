@@ -104,3 +104,13 @@ def test_sampling_filters_and_seed():
     draws = [sample(logits, SamplingParams(temperature=1.5), gen(11)) for _ in range(3)]
     assert len(set(draws)) == 1
     assert len({sample(logits, SamplingParams(temperature=2.0), gen(i)) for i in range(60)}) >= 4
+
+
+def test_sampled_frequencies_follow_the_softmax():
+    logits = torch.tensor([0.0, 3.0, 2.9, -1.0, 1.0, float("-inf")])
+    gen = torch.Generator().manual_seed(5)
+    params = SamplingParams(temperature=1.3)
+    counts = torch.bincount(torch.tensor([sample(logits, params, gen) for _ in range(4000)]), minlength=6)
+    expected = (logits / 1.3).softmax(-1)
+    assert (counts / 4000 - expected).abs().max() < 0.03, (counts, expected)
+    assert counts[5] == 0  # a masked token is never drawn
