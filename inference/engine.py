@@ -50,6 +50,27 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
+    logprobs: int | None = None  # None: off; k: each token's log-probability and the k most likely
+
+
+@dataclass
+class TokenLogprob:
+    """Log-probabilities from the model's raw distribution (before temperature/top-k/top-p, as vLLM
+    reports them): the chosen token's and the `top` most likely tokens', best first."""
+
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+def token_logprob(logits: torch.Tensor, token: int, k: int) -> TokenLogprob:
+    """logits (V,) fp32 -> the TokenLogprob of `token` with the top k alternatives."""
+    logp = torch.log_softmax(logits, dim=-1)
+    top: list[tuple[int, float]] = []
+    if k > 0:
+        values, ids = torch.topk(logp, min(k, logp.shape[-1]))
+        top = list(zip(ids.tolist(), values.tolist(), strict=True))
+    return TokenLogprob(token, float(logp[token]), top)
 
 
 @dataclass
@@ -61,6 +82,7 @@ class Event:
     finish_reason: str | None  # "stop", "length", "cancelled", "error"
     prompt_tokens: int
     completion_tokens: int
+    logprobs: list[TokenLogprob] | None = None  # one per token in token_ids, when asked for
 
 
 @dataclass
@@ -308,7 +330,8 @@ class Engine:
         ids = torch.tensor([req.prompt_ids], device=dev)  # (1, T)
         kv = self.cache.prefill_view(req.slot, n)
         logits = self.model(ids, torch.arange(n, device=dev)[None], kv, last_only=True)  # (1, 1, V)
-        self._emit(req, sample(logits[0, -1].cpu(), req.params, req.generator))
+        row = logits[0, -1].cpu()
+        self._emit(req, sample(row, req.params, req.generator), row)
 
     def _decode(self, batch: list[Request]) -> None:
         dev = self.config.device
@@ -326,9 +349,9 @@ class Engine:
         # one device->host copy per step; sampling row by row on the GPU would sync once per row
         rows = logits.cpu()  # (B, V) fp32
         for row, req in enumerate(batch):
-            self._emit(req, sample(rows[row], req.params, req.generator))
+            self._emit(req, sample(rows[row], req.params, req.generator), rows[row])
 
-    def _emit(self, req: Request, token: int) -> None:
+    def _emit(self, req: Request, token: int, logits: torch.Tensor) -> None:
         if req.first_token_at is None:
             req.first_token_at = time.perf_counter()
         req.output.append(token)
@@ -347,7 +370,10 @@ class Engine:
             finish = "length"
         if finish is not None and req.stream is not None:
             text += req.stream.finish()
-        req.callback(Event(text, [token], finish, len(req.prompt_ids), len(req.output)))
+        logprobs = None
+        if req.params.logprobs is not None:
+            logprobs = [token_logprob(logits, token, req.params.logprobs)]
+        req.callback(Event(text, [token], finish, len(req.prompt_ids), len(req.output), logprobs))
         if finish is not None:
             with self._cond:
                 self._finish(req, finish, notify=False)

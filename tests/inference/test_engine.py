@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -114,3 +116,27 @@ def test_sampled_frequencies_follow_the_softmax():
     expected = (logits / 1.3).softmax(-1)
     assert (counts / 4000 - expected).abs().max() < 0.03, (counts, expected)
     assert counts[5] == 0  # a masked token is never drawn
+
+
+def test_logprobs_follow_the_models_distribution(model):
+    engine = Engine(model, None, EngineConfig(max_batch=2, max_context=64))
+    prompt = [5, 17, 99, 3]
+    events: list = []
+    engine.submit(prompt, SamplingParams(max_tokens=3, temperature=0.7, seed=1, logprobs=3), events.append)
+    while not events or events[-1].finish_reason is None:
+        engine.step()
+    tokens = [t for e in events for t in e.token_ids]
+    lps = [lp for e in events for lp in (e.logprobs or [])]
+    assert [lp.token_id for lp in lps] == tokens
+    with torch.no_grad():
+        for i, lp in enumerate(lps):
+            expected = torch.log_softmax(model(torch.tensor([prompt + tokens[:i]]))[0, -1], -1)
+            assert abs(lp.logprob - float(expected[tokens[i]])) < 1e-4
+            assert [t for t, _ in lp.top] == expected.topk(3).indices.tolist()
+            assert all(a >= b for (_, a), (_, b) in itertools.pairwise(lp.top))
+    plain: list = []
+    engine.submit(prompt, SamplingParams(max_tokens=3, temperature=0.7, seed=1), plain.append)
+    while not plain or plain[-1].finish_reason is None:
+        engine.step()
+    assert [t for e in plain for t in e.token_ids] == tokens  # asking for logprobs changes nothing else
+    assert all(e.logprobs is None for e in plain)
