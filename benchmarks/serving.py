@@ -12,6 +12,7 @@ of 1. Random weights are fine here: speed does not depend on what the weights sa
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -176,7 +177,8 @@ def ttft_long(model: Transformer, device: str, prompt_len: int, repeats: int = 3
         ev: list = []
         sync(device)
         req = engine.submit(prompt, SamplingParams(max_tokens=1, temperature=0), ev.append)
-        engine.step()
+        while req.first_token_at is None:  # a prompt longer than prefill_chunk takes several steps
+            engine.step()
         sync(device)
         ms = 1000 * (req.first_token_at - req.submitted)
         return -ms, ms
@@ -185,12 +187,38 @@ def ttft_long(model: Transformer, device: str, prompt_len: int, repeats: int = 3
     return best_of(repeats, once)[1]
 
 
+@torch.inference_mode()
+def stall_while_prefilling(model: Transformer, device: str, prompt_len: int, chunk: int) -> float:
+    """Longest gap (ms) between two tokens of a running stream while a prompt_len-token prompt
+    arrives: the whole prefill (chunk 0) or one chunk of it per step."""
+    dtype = next(model.parameters()).dtype
+    cfg = EngineConfig(2, prompt_len + 80, device=device, dtype=dtype, prefill_chunk=chunk)
+    engine = Engine(model, None, cfg)
+    stamps: list[float] = []
+
+    def on_token(_ev) -> None:
+        sync(device)
+        stamps.append(time.perf_counter())
+
+    done: list = []
+    engine.submit([1, 2, 3, 4], SamplingParams(max_tokens=60, temperature=0), on_token)
+    for _ in range(10):
+        engine.step()
+    engine.submit([(7 * j) % 1000 + 1 for j in range(prompt_len)], SamplingParams(max_tokens=2), done.append)
+    start = len(stamps)
+    while not done or done[-1].finish_reason is None:
+        engine.step()
+    gaps = [b - a for a, b in itertools.pairwise(stamps[start - 1 :])]
+    return 1000 * max(gaps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=list(SIZES), default=None, help="default: tiny on CPU, 1b on CUDA")
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--concurrent", type=int, default=8)
     ap.add_argument("--long-prompt", type=int, default=1024, help="prompt length for the prefill-bound TTFT")
+    ap.add_argument("--prefill-chunk", type=int, default=EngineConfig.prefill_chunk)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); 1 on a shared box"
@@ -212,6 +240,7 @@ def main() -> None:
     )
     bat = batching(model, device, args.concurrent, min(args.tokens, 128))
     long_ttft = ttft_long(model, device, args.long_prompt)
+    stall = {c: stall_while_prefilling(model, device, args.long_prompt, c) for c in (0, args.prefill_chunk)}
     if args.json:
         out = {
             "model": what,
@@ -219,6 +248,7 @@ def main() -> None:
             "decode_eager": eager,
             "batching": bat,
             "ttft_long_ms": long_ttft,
+            "stall_ms": stall,
         }
         print(json.dumps(out))
         return
@@ -242,6 +272,10 @@ def main() -> None:
         f"time to first token ({bat['prompt_len']}-token prompt): alone {bat['one']['ttft_ms_mean']:.1f} ms; "
         f"with {bat['concurrent']} arriving together mean {bat['many']['ttft_ms_mean']:.1f} ms, "
         f"max {bat['many']['ttft_ms_max']:.1f} ms; {args.long_prompt}-token prompt alone {long_ttft:.1f} ms"
+    )
+    print(
+        f"a running stream's longest wait for its next token while a {args.long_prompt}-token prompt arrives: "
+        f"{stall[0]:.1f} ms prefilling it whole, {stall[args.prefill_chunk]:.1f} ms in chunks of {args.prefill_chunk}"
     )
 
 

@@ -5,9 +5,10 @@ optional `TextStream` (stop strings). It knows nothing about HTTP: the server su
 a callback and receives `Event`s from the engine thread.
 
 Scheduling (continuous batching, as in Orca, Yu et al. OSDI'22): one loop; each iteration admits
-waiting requests into free cache slots and prefills them one by one, then runs ONE batched decode
-step for every running request. Finished or cancelled requests leave between steps and free their
-slot. The KV cache is preallocated: `max_batch` slots of `max_context` positions, so memory is fixed
+waiting requests into free cache slots, runs ONE batched decode step for every request that has
+started answering, then prefills waiting prompts up to `prefill_chunk` tokens (a long prompt takes
+several steps, so running streams are never held up by a whole prompt). Finished or cancelled
+requests leave between steps and free their slot. The KV cache is preallocated: `max_batch` slots of `max_context` positions, so memory is fixed
 at start; requests beyond the slots wait in a queue of at most `max_queue`, beyond that `submit`
 refuses with `QueueFullError`.
 """
@@ -96,6 +97,11 @@ class EngineConfig:
     # 8B shapes launches ~1,500 kernels, and launching them one by one from Python cost more than
     # the kernels themselves on an H100
     cuda_graphs: bool = True
+    # prompt tokens prefilled per step, across requests (0: whole prompts at once). A long prompt is
+    # split over several steps, interleaved with the running requests' decode steps, so their next
+    # tokens wait for one chunk instead of the whole prompt (chunked prefill, Agrawal et al.,
+    # Sarathi, arXiv:2308.16369)
+    prefill_chunk: int = 512
 
 
 @dataclass(eq=False)
@@ -108,6 +114,7 @@ class Request:
     max_new: int
     generator: torch.Generator
     slot: int = -1
+    prefilled: int = 0  # prompt tokens already in the cache (chunked prefill)
     output: list[int] = field(default_factory=list)
     cancelled: bool = False
     finish_reason: str | None = None
@@ -152,9 +159,9 @@ class KVCache:
         self.scratch_slot = slots if scratch else None
         self.device = device
 
-    def prefill_view(self, slot: int, n: int) -> KVView:
-        """One request's prompt of n tokens written from position 0 of its slot."""
-        return self._view([slot], [0], [n], host=True)
+    def prefill_view(self, slot: int, start: int, n: int) -> KVView:
+        """n prompt tokens of one request written from position `start` of its slot."""
+        return self._view([slot], [start], [start + n], host=True)
 
     def decode_view(self, slots: list[int], positions: list[int], *, host: bool) -> KVView:
         """One new token per row at `positions`; host=False leaves out the host ints (in-place decode)."""
@@ -306,7 +313,6 @@ class Engine:
     @torch.inference_mode()
     def step(self) -> None:
         """Admit and prefill waiting requests, then one decode step for all running ones."""
-        admitted: list[Request] = []
         with self._cond:
             for req in [r for r in self.running if r.cancelled]:
                 self._finish(req, "cancelled")
@@ -317,21 +323,33 @@ class Engine:
                 req = self.waiting.popleft()
                 req.slot = self.cache.free.pop()
                 self.running.append(req)
-                admitted.append(req)
-        for req in admitted:
-            self._prefill(req)
-        batch = [r for r in self.running if r.finish_reason is None and r not in admitted]
+        # requests already decoding take their step first; prompts then fill the token budget
+        batch = [r for r in self.running if r.finish_reason is None and r.output]
         if batch:
             self._decode(batch)
+        budget = self.config.prefill_chunk or None
+        for req in [r for r in self.running if not r.output and r.finish_reason is None]:
+            if budget is not None and budget <= 0:
+                break
+            done = self._prefill(req, budget)
+            if budget is not None:
+                budget -= done
 
-    def _prefill(self, req: Request) -> None:
+    def _prefill(self, req: Request, budget: int | None) -> int:
+        """Run the next chunk of req's prompt (all of it without a budget); after the last chunk,
+        sample its first token. Returns the number of prompt tokens processed."""
         dev = self.config.device
-        n = len(req.prompt_ids)
-        ids = torch.tensor([req.prompt_ids], device=dev)  # (1, T)
-        kv = self.cache.prefill_view(req.slot, n)
-        logits = self.model(ids, torch.arange(n, device=dev)[None], kv, last_only=True)  # (1, 1, V)
-        row = logits[0, -1].cpu()
-        self._emit(req, sample(row, req.params, req.generator), row)
+        start, total = req.prefilled, len(req.prompt_ids)
+        n = total - start if budget is None else min(total - start, budget)
+        ids = torch.tensor([req.prompt_ids[start : start + n]], device=dev)  # (1, n)
+        kv = self.cache.prefill_view(req.slot, start, n)
+        positions = torch.arange(start, start + n, device=dev)[None]
+        logits = self.model(ids, positions, kv, last_only=True)  # (1, 1, V)
+        req.prefilled = start + n
+        if req.prefilled == total:
+            row = logits[0, -1].cpu()
+            self._emit(req, sample(row, req.params, req.generator), row)
+        return n
 
     def _decode(self, batch: list[Request]) -> None:
         dev = self.config.device

@@ -312,8 +312,9 @@ class Attention(nn.Module):
         k = apply_rope(k.transpose(1, 2), cos, sin)
         if kv is None:  # whole sequence in one pass (tests, recompute baseline)
             out = attn_fn(q, k, v, causal=True, kv_lens=None)
-        elif t == 1 and getattr(attn_fn, "decode", None) is not None:
-            # decode straight from the cache rows: no gather, no host ints (CUDA-graph safe)
+        elif kv.host_slots is None:
+            # decode straight from the cache rows: no gather, no host ints (CUDA-graph safe); the
+            # engine builds such views only for one-token steps of backends with `.decode`
             kv.write_token(layer, k, v)
             mean = kv.k_mean[layer] if kv.k_mean is not None else None
             out = attn_fn.decode(q, kv.k_cache[layer], kv.v_cache[layer], kv.slots, kv.kv_lens, mean)

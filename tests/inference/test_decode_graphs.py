@@ -35,9 +35,14 @@ def quant_model(tmp_path_factory):
     return to_random_gptq_(model, group=32, backend="triton"), device
 
 
-def engine_for(model, device: str, *, static: bool, max_batch: int = 4) -> Engine:
+def engine_for(model, device: str, *, static: bool, max_batch: int = 4, prefill_chunk: int = 512) -> Engine:
     cfg = EngineConfig(
-        max_batch=max_batch, max_context=64, device=device, dtype=torch.float16, cuda_graphs=False
+        max_batch=max_batch,
+        max_context=64,
+        device=device,
+        dtype=torch.float16,
+        cuda_graphs=False,
+        prefill_chunk=prefill_chunk,
     )
     engine = Engine(model, None, cfg)
     if static:  # what the engine sets up on CUDA, minus the capture
@@ -73,6 +78,13 @@ def test_static_buffer_decode_gives_the_eager_engines_tokens(quant_model):
     static = generate_all(engine_for(model, device, static=True), PROMPTS)
     assert static == eager
     assert [len(t) for t in eager] == [6, 6, 6, 4]
+
+
+def test_chunked_prefill_through_the_quantized_kernels_gives_the_same_tokens(quant_model):
+    """Chunks of 3 prompt tokens attend to the cached keys before them (bottom-right causal)."""
+    model, device = quant_model
+    whole = generate_all(engine_for(model, device, static=True), PROMPTS)
+    assert generate_all(engine_for(model, device, static=True, prefill_chunk=3), PROMPTS) == whole
 
 
 def test_decode_step_is_graph_safe(quant_model):

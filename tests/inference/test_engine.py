@@ -140,3 +140,31 @@ def test_logprobs_follow_the_models_distribution(model):
         engine.step()
     assert [t for e in plain for t in e.token_ids] == tokens  # asking for logprobs changes nothing else
     assert all(e.logprobs is None for e in plain)
+
+
+def test_chunked_prefill_gives_the_same_tokens(model):
+    prompt = [(7 * i + 3) % 300 for i in range(45)]
+    params = SamplingParams(max_tokens=8, temperature=0)
+    whole = Engine(model, None, EngineConfig(max_batch=1, max_context=64, prefill_chunk=0))
+    chunked = Engine(model, None, EngineConfig(max_batch=1, max_context=64, prefill_chunk=8))
+    assert chunked.generate(prompt, params)[0] == whole.generate(prompt, params)[0]
+    assert whole.generate(prompt, params)[0] == greedy_by_recompute(model, prompt, 8)
+
+
+def test_a_long_prompt_does_not_stall_running_streams(model):
+    engine = Engine(model, None, EngineConfig(max_batch=2, max_context=128, prefill_chunk=8))
+    running: list = []
+    engine.submit([1, 2, 3], SamplingParams(max_tokens=30, temperature=0), running.append)
+    engine.step()
+    assert len(running) == 1
+    late: list = []
+    engine.submit(
+        [(5 * i) % 300 for i in range(40)], SamplingParams(max_tokens=4, temperature=0), late.append
+    )
+    steps = 0
+    while not late:
+        before = len(running)
+        engine.step()
+        steps += 1
+        assert len(running) == before + 1  # the running request got its token in every step
+    assert steps == 5  # 40 prompt tokens in chunks of 8
