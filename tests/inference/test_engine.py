@@ -7,8 +7,9 @@ import itertools
 import pytest
 import torch
 
-from inference.engine import ContextLengthError, Engine, EngineConfig, QueueFullError, SamplingParams, sample
+from inference.engine import ContextLengthError, Engine, EngineConfig, QueueFullError
 from inference.loader import load_model
+from inference.sampling import SamplingParams
 from tests.inference._llm_helpers import save_hf, tiny_hf_model
 
 
@@ -94,28 +95,6 @@ def test_stop_token_ids_and_cancel_free_the_slot(model):
     engine.step()
     assert events[-1].finish_reason == "cancelled" and engine.stats()["free_slots"] == 1
     assert engine.stats()["cancelled"] == 1
-
-
-def test_sampling_filters_and_seed():
-    logits = torch.tensor([0.0, 3.0, 2.9, -1.0, 1.0])
-    gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
-    assert {sample(logits, SamplingParams(top_k=1), gen(i)) for i in range(20)} == {1}
-    # top_p=0.5: token 1 alone holds < 0.5 of the mass, so tokens 1 and 2 remain
-    assert {sample(logits, SamplingParams(top_p=0.5), gen(i)) for i in range(50)} == {1, 2}
-    assert {sample(logits, SamplingParams(temperature=0), gen(i)) for i in range(5)} == {1}
-    draws = [sample(logits, SamplingParams(temperature=1.5), gen(11)) for _ in range(3)]
-    assert len(set(draws)) == 1
-    assert len({sample(logits, SamplingParams(temperature=2.0), gen(i)) for i in range(60)}) >= 4
-
-
-def test_sampled_frequencies_follow_the_softmax():
-    logits = torch.tensor([0.0, 3.0, 2.9, -1.0, 1.0, float("-inf")])
-    gen = torch.Generator().manual_seed(5)
-    params = SamplingParams(temperature=1.3)
-    counts = torch.bincount(torch.tensor([sample(logits, params, gen) for _ in range(4000)]), minlength=6)
-    expected = (logits / 1.3).softmax(-1)
-    assert (counts / 4000 - expected).abs().max() < 0.03, (counts, expected)
-    assert counts[5] == 0  # a masked token is never drawn
 
 
 def test_logprobs_follow_the_models_distribution(model):
