@@ -71,6 +71,9 @@ class EngineConfig:
     # tokens wait for one chunk instead of the whole prompt (chunked prefill, Agrawal et al.,
     # Sarathi, arXiv:2308.16369)
     prefill_chunk: int = 512
+    # reuse the keys/values a free slot kept from its last request when a new prompt starts with the
+    # same >= prefix_reuse_min tokens (a shared system prompt, the earlier turns of a chat); 0: off
+    prefix_reuse_min: int = 16
 
 
 @dataclass(eq=False)
@@ -83,7 +86,8 @@ class Request:
     max_new: int
     generator: torch.Generator
     slot: int = -1
-    prefilled: int = 0  # prompt tokens already in the cache (chunked prefill)
+    prefilled: int = 0  # prompt tokens already in the cache (chunked prefill, reused prefix)
+    cached_tokens: int = 0  # leading prompt tokens found in the slot's kept cache (prefix reuse)
     output: list[int] = field(default_factory=list)
     cancelled: bool = False
     finish_reason: str | None = None
@@ -124,9 +128,30 @@ class KVCache:
             if k_mean
             else None
         )
-        self.free = list(range(slots - 1, -1, -1))
+        self.free = list(range(slots))  # oldest freed first
+        # tokens whose keys/values a free slot still holds, from the request that last used it
+        self.kept: dict[int, list[int]] = {}
         self.scratch_slot = slots if scratch else None
         self.device = device
+
+    def take(self, prompt: list[int], min_reuse: int) -> tuple[int, int]:
+        """A free slot for `prompt` and how many of its leading tokens are already cached there:
+        the slot holding the longest common prefix (at least min_reuse tokens, at most all but the
+        last prompt token, whose logits are needed), else the slot freed longest ago."""
+        best, reused = self.free[0], 0
+        if min_reuse > 0:
+            for slot in self.free:
+                n = _common_prefix(self.kept.get(slot, ()), prompt, len(prompt) - 1)
+                if n >= min_reuse and n > reused:
+                    best, reused = slot, n
+        self.free.remove(best)
+        self.kept.pop(best, None)
+        return best, reused
+
+    def release(self, slot: int, tokens: list[int]) -> None:
+        """Slot back to the free list, remembering which tokens' keys/values it holds."""
+        self.free.append(slot)
+        self.kept[slot] = tokens
 
     def prefill_view(self, slot: int, start: int, n: int) -> KVView:
         """n prompt tokens of one request written from position `start` of its slot."""
@@ -142,6 +167,15 @@ class KVCache:
         if host:
             view.host_slots, view.host_start, view.kmax = slots, start, max(lens)
         return view
+
+
+def _common_prefix(a, b, limit: int) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if n >= limit or x != y:
+            break
+        n += 1
+    return n
 
 
 class Engine:
@@ -167,7 +201,7 @@ class Engine:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
-        self.counters = {"completed": 0, "cancelled": 0, "rejected": 0}
+        self.counters = {"completed": 0, "cancelled": 0, "rejected": 0, "cached_prompt_tokens": 0}
 
     # ---- API used by the server (any thread) -------------------------------------------------
     def submit(
@@ -267,7 +301,9 @@ class Engine:
                 self._finish(req, "cancelled")
             while self.waiting and self.cache.free:
                 req = self.waiting.popleft()
-                req.slot = self.cache.free.pop()
+                req.slot, reused = self.cache.take(req.prompt_ids, self.config.prefix_reuse_min)
+                req.prefilled = req.cached_tokens = reused
+                self.counters["cached_prompt_tokens"] += reused
                 self.running.append(req)
         # requests already decoding take their step first; prompts then fill the token budget
         batch = [r for r in self.running if r.finish_reason is None and r.output]
@@ -348,7 +384,12 @@ class Engine:
         req.finish_reason = reason
         if req in self.running:
             self.running.remove(req)
-            self.cache.free.append(req.slot)
+            # valid keys/values: the prompt's prefilled part and every output token but the last
+            # (sampled, never fed back through the model)
+            kept = req.prompt_ids[: req.prefilled] + (req.output[:-1] if req.output else [])
+            if reason == "error":  # a failed step may have left a half-written cache
+                kept = []
+            self.cache.release(req.slot, kept)
         self.counters["cancelled" if reason == "cancelled" else "completed"] += 1
         if notify:
             try:

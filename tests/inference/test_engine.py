@@ -147,3 +147,31 @@ def test_a_long_prompt_does_not_stall_running_streams(model):
         steps += 1
         assert len(running) == before + 1  # the running request got its token in every step
     assert steps == 5  # 40 prompt tokens in chunks of 8
+
+
+def test_a_shared_prefix_is_reused_and_gives_the_same_tokens(model):
+    system = [(11 * i + 5) % 300 for i in range(30)]
+    params = SamplingParams(max_tokens=6, temperature=0)
+    fresh = Engine(model, None, EngineConfig(max_batch=2, max_context=96, prefix_reuse_min=0))
+    reuse = Engine(model, None, EngineConfig(max_batch=2, max_context=96))
+    first, _, _ = reuse.generate([*system, 7, 8, 9], params)
+    assert reuse.stats()["cached_prompt_tokens"] == 0
+    # a follow-up turn: the whole first exchange, then new tokens
+    follow_up = [*system, 7, 8, 9, *first, 40, 41]
+    assert reuse.generate(follow_up, params)[0] == fresh.generate(follow_up, params)[0]
+    assert reuse.stats()["cached_prompt_tokens"] == len(system) + 3 + len(first) - 1
+    # another question with the same system prompt reuses just the shared part
+    other = [*system, 100, 101]
+    before = reuse.stats()["cached_prompt_tokens"]
+    assert reuse.generate(other, params)[0] == fresh.generate(other, params)[0]
+    assert reuse.stats()["cached_prompt_tokens"] - before == len(system)
+    assert fresh.stats()["cached_prompt_tokens"] == 0
+
+
+def test_a_prompt_equal_to_the_cached_tokens_still_gets_its_logits(model):
+    engine = Engine(model, None, EngineConfig(max_batch=1, max_context=96, prefix_reuse_min=4))
+    prompt = [(3 * i + 1) % 300 for i in range(20)]
+    params = SamplingParams(max_tokens=5, temperature=0)
+    once = engine.generate(prompt, params)[0]
+    assert engine.generate(prompt, params)[0] == once  # 19 tokens reused, the last one recomputed
+    assert engine.stats()["cached_prompt_tokens"] == 19
