@@ -1,16 +1,25 @@
 """OpenAI API request/response models (the subset the server implements), with the OpenAI names.
 
-Boundary: data shapes only; validation limits here produce 400s with the field named as `param`.
+Boundary: data shapes only (and building the log-probability shapes from the engine's plain
+values); validation limits here produce 400s with the field named as `param`.
 Unknown request fields are ignored, as vLLM does, so clients that send extras keep working.
 """
 
 from __future__ import annotations
 
+import codecs
 import time
 import uuid
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+if TYPE_CHECKING:
+    from inference.engine import TokenLogprob
+
+Piece = Callable[[int], "tuple[str, bytes | None]"]  # token id -> (display string, exact bytes)
+MAX_N = 16  # choices per request; each is its own engine request (a KV cache slot or a queue place)
 
 
 class _Request(BaseModel):
@@ -50,7 +59,7 @@ class _Sampling(_Request):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0)  # vLLM extension; 0 is off
-    n: int | None = Field(None, ge=1, le=1)
+    n: int | None = Field(None, ge=1, le=MAX_N)
     seed: int | None = None
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None  # vLLM extension
@@ -74,18 +83,53 @@ class _Sampling(_Request):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)  # declared after `logprobs`: its check reads it
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs requires logprobs to be true")
+        return value
 
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int]
     max_tokens: int | None = Field(16, ge=1)  # the OpenAI default for completions
     echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=5)  # legacy API: the number of alternatives; null is off
 
 
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None  # None for special tokens (no text)
+
+
+class ChatCompletionTokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[ChatCompletionTokenLogprob] | None
+    refusal: list[ChatCompletionTokenLogprob] | None = None
+
+
+class CompletionLogprobs(BaseModel):
+    """The legacy completions shape: parallel lists, one item per generated token; text_offset is
+    each token's character offset in the choice's text."""
+
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
 
 
 class ResponseMessage(BaseModel):
@@ -97,7 +141,7 @@ class ChatChoice(BaseModel):
     index: int = 0
     message: ResponseMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -118,7 +162,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -134,7 +178,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):
@@ -168,6 +212,65 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+def _finite(x: float) -> float:
+    return max(x, -9999.0)  # JSON has no -inf; vLLM reports -9999.0 the same way
+
+
+def _top(piece: Piece, token_id: int, logprob: float) -> TopLogprob:
+    text, raw = piece(token_id)
+    return TopLogprob(token=text, logprob=_finite(logprob), bytes=None if raw is None else list(raw))
+
+
+def chat_logprobs(lps: Sequence[TokenLogprob], piece: Piece) -> ChoiceLogprobs:
+    """The chat shape: one entry per generated token, with its alternatives best first."""
+    return ChoiceLogprobs(
+        content=[
+            ChatCompletionTokenLogprob(
+                **_top(piece, lp.token_id, lp.logprob).model_dump(),
+                top_logprobs=[_top(piece, t, v) for t, v in lp.top],
+            )
+            for lp in lps
+        ]
+    )
+
+
+class TextOffsets:
+    """Character offsets of tokens in the text their bytes make, fed token by token (a stream goes
+    on from chunk to chunk). A token that continues a character (the second half of a Cyrillic
+    letter) gets the offset of that character; one that follows a dangling lead byte (random models
+    emit those) comes after the U+FFFD the lead byte decodes to, as in the returned text."""
+
+    def __init__(self) -> None:
+        self.chars = 0  # characters decoded so far, not counting an unfinished one
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def next(self, raw: bytes | None) -> int:
+        raw = raw or b""
+        pending = self._utf8.getstate()[0]  # the first bytes of an unfinished character
+        text = self._utf8.decode(raw)
+        still_open = self._utf8.getstate()[0] == pending + raw  # the character is not finished yet
+        continues = still_open or (bool(text) and not text.startswith("\ufffd"))
+        offset = self.chars if not pending or continues else self.chars + 1
+        self.chars += len(text)
+        return offset
+
+
+def completion_logprobs(
+    lps: Sequence[TokenLogprob], piece: Piece, offsets: TextOffsets
+) -> CompletionLogprobs:
+    """The legacy shape; each top_logprobs dict also lists the chosen token (up to k+1 keys), as OpenAI."""
+    out = CompletionLogprobs()
+    for lp in lps:
+        text, raw = piece(lp.token_id)
+        alternatives = {piece(t)[0]: _finite(v) for t, v in lp.top}
+        alternatives.setdefault(text, _finite(lp.logprob))
+        out.tokens.append(text)
+        out.token_logprobs.append(_finite(lp.logprob))
+        out.top_logprobs.append(alternatives)
+        out.text_offset.append(offsets.next(raw))
+    return out
 
 
 def new_id(prefix: str) -> str:

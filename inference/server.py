@@ -13,9 +13,9 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,10 @@ from inference.engine import (
     Event,
     QueueFullError,
     SamplingParams,
+    TokenLogprob,
     kv_cache_bytes,
 )
+from inference.engine import Request as EngineRequest
 from inference.errors import InferenceError
 from inference.loader import check_memory, inspect_folder, load_model
 from inference.schemas import (
@@ -51,7 +53,10 @@ from inference.schemas import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    TextOffsets,
     Usage,
+    chat_logprobs,
+    completion_logprobs,
     new_id,
 )
 from inference.tokenizer import ChatTokenizer, TokenizerError
@@ -202,89 +207,121 @@ def create_app(
             )
 
     def submit(
-        prompt_ids: list[int], body: Any, max_tokens: int | None, prompt_param: str
-    ) -> tuple[Any, asyncio.Queue]:
+        prompt_ids: list[int], body: Any, max_tokens: int | None, prompt_param: str, logprobs: int | None
+    ) -> tuple[list[EngineRequest], asyncio.Queue]:
+        """One engine request per choice (n of them), their events merged into one queue as
+        (choice index, Event). All or none: a refusal cancels the choices already submitted."""
+        n = body.n or 1
+        room = engine.config.max_batch + engine.config.max_queue
+        if n > room:
+            raise APIError(
+                400, f"n={n} is more than this server can ever hold at once ({room} requests)", param="n"
+            )
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Event] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
 
-        def on_event(ev: Event) -> None:
-            with contextlib.suppress(RuntimeError):  # loop closed: server shutting down
-                loop.call_soon_threadsafe(queue.put_nowait, ev)
+        def on_event(index: int):
+            def put(ev: Event) -> None:
+                with contextlib.suppress(RuntimeError):  # loop closed: server shutting down
+                    loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
 
-        params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            top_k=body.top_k or 0,
-            seed=body.seed,
-            stop=body.stop_list(),
-            stop_token_ids=tuple(body.stop_token_ids or ()),
-        )
+            return put
+
+        reqs: list[EngineRequest] = []
         try:
-            req = engine.submit(prompt_ids, params, on_event)
+            for i in range(n):
+                params = SamplingParams(
+                    max_tokens=max_tokens,
+                    temperature=1.0 if body.temperature is None else body.temperature,
+                    top_p=1.0 if body.top_p is None else body.top_p,
+                    top_k=body.top_k or 0,
+                    # choice i draws with seed + i: the choices differ, yet a seeded request repeats
+                    seed=None if body.seed is None else body.seed + i,
+                    stop=body.stop_list(),
+                    stop_token_ids=tuple(body.stop_token_ids or ()),
+                    logprobs=logprobs,
+                )
+                reqs.append(engine.submit(prompt_ids, params, on_event(i)))
         except QueueFullError as exc:
+            cancel(reqs)
             raise APIError(
                 429, str(exc), type="rate_limit_error", code="server_busy", headers={"Retry-After": "1"}
             ) from None
         except ContextLengthError as exc:
+            cancel(reqs)
             raise APIError(400, str(exc), param=prompt_param, code="context_length_exceeded") from None
-        return req, queue
+        return reqs, queue
 
-    async def next_event(request: Request, req: Any, queue: asyncio.Queue) -> Event | None:
-        """The request's next event, or None once the client has gone (the request is cancelled)."""
+    def cancel(reqs: list[EngineRequest]) -> None:
+        for req in reqs:
+            engine.cancel(req)  # no-op when finished
+
+    async def next_event(
+        request: Request, reqs: list[EngineRequest], queue: asyncio.Queue
+    ) -> tuple[int, Event] | None:
+        """The next (choice, event), or None once the client has gone (every choice is cancelled)."""
         while True:
             try:
                 return await asyncio.wait_for(queue.get(), POLL_S)
             except TimeoutError:
                 if await request.is_disconnected():
-                    engine.cancel(req)
+                    cancel(reqs)
                     return None
 
-    async def collect(request: Request, req: Any, queue: asyncio.Queue) -> tuple[str, Event]:
-        parts: list[str] = []
+    async def collect(request: Request, reqs: list[EngineRequest], queue: asyncio.Queue) -> list[_Choice]:
+        choices = [_Choice() for _ in reqs]
         try:
-            while True:
-                ev = await next_event(request, req, queue)
-                if ev is None:
+            while any(c.last is None for c in choices):
+                got = await next_event(request, reqs, queue)
+                if got is None:
                     raise APIError(499, "client closed the request", code="client_closed")
-                parts.append(ev.text)
-                if ev.finish_reason:
-                    break
+                choice = choices[got[0]]
+                if choice.last is None:
+                    choice.add(got[1])
         finally:
-            engine.cancel(req)  # no-op when finished; frees the slot when the client left
-        if ev.finish_reason == "error":
+            cancel(reqs)  # frees the slots when the client left or one choice failed
+        if any(c.last.finish_reason == "error" for c in choices):
             raise APIError(500, "generation failed; see the server log", type="server_error")
-        return "".join(parts), ev
+        return choices
 
     def sse(
         request: Request,
-        req: Any,
+        reqs: list[EngineRequest],
         queue: asyncio.Queue,
-        make_chunk,
-        usage_chunk,
+        make_chunks: Callable[[int, Event], list[str]],
+        usage_chunk: Callable[[Usage], str],
         include_usage: bool,
-        first: str | None,
+        first: list[str],
     ) -> StreamingResponse:
+        """Chunks of all choices interleaved as their events come; [DONE] once every choice finished."""
+
         async def body() -> AsyncIterator[str]:
-            if first is not None:
-                yield first
-            while True:
-                ev = await next_event(request, req, queue)
-                if ev is None:
+            for chunk in first:
+                yield f"data: {chunk}\n\n"
+            finished: list[Event] = []
+            running = set(range(len(reqs)))
+            while running:
+                got = await next_event(request, reqs, queue)
+                if got is None:
                     return
+                index, ev = got
+                if index not in running:
+                    continue
                 if ev.finish_reason == "error":
                     err = ErrorBody(message="generation failed; see the server log", type="server_error")
                     yield f"data: {json.dumps({'error': err.model_dump()})}\n\n"
                     break
-                if ev.text or ev.finish_reason:
-                    yield f"data: {make_chunk(ev.text, ev.finish_reason)}\n\n"
+                for chunk in make_chunks(index, ev):
+                    yield f"data: {chunk}\n\n"
                 if ev.finish_reason:
-                    if include_usage:
-                        yield f"data: {usage_chunk(_usage(ev))}\n\n"
-                    break
+                    running.discard(index)
+                    finished.append(ev)
+            else:
+                if include_usage:
+                    yield f"data: {usage_chunk(_usage(finished))}\n\n"
             yield "data: [DONE]\n\n"
 
-        return _SSE(body(), on_close=lambda: engine.cancel(req))
+        return _SSE(body(), on_close=lambda: cancel(reqs))
 
     @v1.post("/chat/completions")
     async def chat(request: Request, body: ChatCompletionRequest):
@@ -294,35 +331,60 @@ def create_app(
             prompt_ids = tok.apply_chat(messages)
         except (ValueError, TokenizerError) as exc:
             raise APIError(400, str(exc), param="messages") from None
-        req, queue = submit(prompt_ids, body, body.max_completion_tokens or body.max_tokens, "messages")
+        k = (body.top_logprobs or 0) if body.logprobs else None
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        reqs, queue = submit(prompt_ids, body, max_tokens, "messages", k)
         cid = new_id("chatcmpl")
         if not body.stream:
-            text, last = await collect(request, req, queue)
+            choices = await collect(request, reqs, queue)
             return ChatCompletion(
                 id=cid,
                 model=body.model,
-                usage=_usage(last),
-                choices=[ChatChoice(message=ResponseMessage(content=text), finish_reason=last.finish_reason)],
+                usage=_usage([c.last for c in choices]),
+                choices=[
+                    ChatChoice(
+                        index=i,
+                        message=ResponseMessage(content=c.text()),
+                        finish_reason=c.last.finish_reason,
+                        logprobs=chat_logprobs(c.logprobs, tok.token_piece) if k is not None else None,
+                    )
+                    for i, c in enumerate(choices)
+                ],
             )
 
-        def chunk(text: str, finish: str | None) -> str:
-            delta = DeltaMessage(content=text) if text else DeltaMessage()
-            return ChatCompletionChunk(
-                id=cid, model=body.model, choices=[ChunkChoice(delta=delta, finish_reason=finish)]
-            ).model_dump_json()
+        def dump(choice: ChunkChoice) -> str:
+            return ChatCompletionChunk(id=cid, model=body.model, choices=[choice]).model_dump_json()
+
+        def chunks(index: int, ev: Event) -> list[str]:
+            out = []
+            # a token whose text is held back (half a character) still sends its log-probability
+            if ev.text or (k is not None and ev.token_ids):
+                lps = chat_logprobs(ev.logprobs or [], tok.token_piece) if k is not None else None
+                out.append(dump(ChunkChoice(index=index, delta=DeltaMessage(content=ev.text), logprobs=lps)))
+            if ev.finish_reason:
+                out.append(
+                    dump(ChunkChoice(index=index, delta=DeltaMessage(), finish_reason=ev.finish_reason))
+                )
+            return out
 
         def usage_chunk(usage: Usage) -> str:
             return ChatCompletionChunk(id=cid, model=body.model, choices=[], usage=usage).model_dump_json()
 
-        first = ChatCompletionChunk(
-            id=cid, model=body.model, choices=[ChunkChoice(delta=DeltaMessage(role="assistant", content=""))]
-        ).model_dump_json()
+        first = [
+            dump(ChunkChoice(index=i, delta=DeltaMessage(role="assistant", content="")))
+            for i in range(len(reqs))
+        ]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(request, req, queue, chunk, usage_chunk, include, f"data: {first}\n\n")
+        return sse(request, reqs, queue, chunks, usage_chunk, include, first)
 
     @v1.post("/completions")
     async def completions(request: Request, body: CompletionRequest):
         check_model(body.model)
+        if body.echo and body.logprobs is not None:
+            # the engine computes no prompt log-probabilities; refuse rather than answer without them
+            raise APIError(
+                400, "echo with logprobs is not supported (no prompt log-probabilities)", param="echo"
+            )
         prompt = body.prompt
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             if len(prompt) != 1:
@@ -334,39 +396,83 @@ def create_app(
             prompt_ids = list(prompt)
         else:
             prompt_ids = tok.encode(prompt)
-        req, queue = submit(prompt_ids, body, body.max_tokens, "prompt")
+        k = body.logprobs
+        reqs, queue = submit(prompt_ids, body, body.max_tokens, "prompt", k)
         cid = new_id("cmpl")
+        prefix = prompt if (body.echo and isinstance(prompt, str)) else ""
         if not body.stream:
-            text, last = await collect(request, req, queue)
-            prefix = prompt if (body.echo and isinstance(prompt, str)) else ""
+            choices = await collect(request, reqs, queue)
             return Completion(
                 id=cid,
                 model=body.model,
-                usage=_usage(last),
-                choices=[CompletionChoice(text=prefix + text, finish_reason=last.finish_reason)],
+                usage=_usage([c.last for c in choices]),
+                choices=[
+                    CompletionChoice(
+                        index=i,
+                        text=prefix + c.text(),
+                        finish_reason=c.last.finish_reason,
+                        logprobs=completion_logprobs(c.logprobs, tok.token_piece, TextOffsets())
+                        if k is not None
+                        else None,
+                    )
+                    for i, c in enumerate(choices)
+                ],
             )
 
-        def chunk(text: str, finish: str | None) -> str:
-            return Completion(
-                id=cid, model=body.model, choices=[CompletionChoice(text=text, finish_reason=finish)]
-            ).model_dump_json(exclude={"usage"})
+        offsets = [TextOffsets() for _ in reqs]  # text_offset goes on from chunk to chunk
+
+        def dump(choice: CompletionChoice) -> str:
+            return Completion(id=cid, model=body.model, choices=[choice]).model_dump_json(exclude={"usage"})
+
+        def chunks(index: int, ev: Event) -> list[str]:
+            out = []
+            if ev.text or (k is not None and ev.token_ids):
+                lps = (
+                    completion_logprobs(ev.logprobs or [], tok.token_piece, offsets[index])
+                    if k is not None
+                    else None
+                )
+                out.append(
+                    dump(CompletionChoice(index=index, text=ev.text, finish_reason=None, logprobs=lps))
+                )
+            if ev.finish_reason:
+                out.append(dump(CompletionChoice(index=index, text="", finish_reason=ev.finish_reason)))
+            return out
 
         def usage_chunk(usage: Usage) -> str:
             return Completion(id=cid, model=body.model, choices=[], usage=usage).model_dump_json()
 
+        first = [dump(CompletionChoice(index=i, text=prefix, finish_reason=None)) for i in range(len(reqs))]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(request, req, queue, chunk, usage_chunk, include, None)
+        return sse(request, reqs, queue, chunks, usage_chunk, include, first if prefix else [])
 
     app.include_router(v1)
     return app
 
 
-def _usage(ev: Event) -> Usage:
-    return Usage(
-        prompt_tokens=ev.prompt_tokens,
-        completion_tokens=ev.completion_tokens,
-        total_tokens=ev.prompt_tokens + ev.completion_tokens,
-    )
+@dataclass
+class _Choice:
+    """One choice's events as they arrive: text parts, log-probabilities, the finishing event."""
+
+    parts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    last: Event | None = None
+
+    def add(self, ev: Event) -> None:
+        self.parts.append(ev.text)
+        self.logprobs.extend(ev.logprobs or ())
+        if ev.finish_reason:
+            self.last = ev
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _usage(finished: list[Event]) -> Usage:
+    """The prompt counts once (the n choices share it); completion tokens add up over the choices."""
+    prompt = finished[0].prompt_tokens if finished else 0
+    completion = sum(ev.completion_tokens for ev in finished)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 class _SSE(StreamingResponse):

@@ -2,14 +2,17 @@
 
 Boundary: text <-> token ids for one model folder, read with `AutoTokenizer` from the local folder
 only (never the hub at run time). `TextStream` turns generated ids into text deltas that never end
-inside a UTF-8 sequence and never show a stop string or the text after it.
+inside a UTF-8 sequence and never show a stop string or the text after it. `token_piece` gives one
+id's exact bytes and display string (for log-probabilities).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ PLAIN_TEMPLATE = (
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
 PLAIN_STOP = ("\n\nUser:",)  # the plain template's next turn marker ends an answer
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece byte-fallback token
 
 
 class TokenizerError(InferenceError):
@@ -37,6 +41,9 @@ class ChatTokenizer:
     stop_token_ids: frozenset[int]
     has_chat_template: bool
     extra_stop: tuple[str, ...] = ()
+    _pieces: dict[int, tuple[str, bytes | None]] = field(default_factory=dict, repr=False, compare=False)
+    _piece_kind: str | None = field(default=None, repr=False, compare=False)
+    _added: dict[int, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_folder(cls, model_dir: str | os.PathLike, extra_eos: tuple[int, ...] = ()) -> ChatTokenizer:
@@ -81,8 +88,79 @@ class ChatTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.hf.decode(ids, skip_special_tokens=True)
 
+    def token_piece(self, token_id: int) -> tuple[str, bytes | None]:
+        """One id's (display string, exact bytes); bytes is None for special tokens, which `decode`
+        drops from the text (EOS, <|im_end|>): their display string is the literal token.
+
+        The bytes are the token's own: a Cyrillic letter or emoji split over two tokens gives each
+        its part of the UTF-8 sequence, so a completion's bytes joined are the UTF-8 of its text.
+        A display string for bytes that are not valid UTF-8 on their own reads "bytes:\\xd0\\x9f"
+        (the OpenAI/vLLM convention); the `bytes` list carries the real values either way.
+        """
+        token_id = int(token_id)
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            raw = self._token_bytes(token_id)
+            if raw is None:
+                text = self.hf.convert_ids_to_tokens(token_id) or ""
+            else:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = "bytes:" + "".join(f"\\x{b:02x}" for b in raw)
+            piece = self._pieces[token_id] = (text, raw)
+        return piece
+
+    def _token_bytes(self, token_id: int) -> bytes | None:
+        if self._added is None:  # transformers rebuilds this dict on every access
+            self._added = dict(self.hf.added_tokens_decoder)
+        added = self._added.get(token_id)
+        if added is not None:  # added tokens are stored as plain text, not in the vocabulary's alphabet
+            return None if added.special else added.content.encode()
+        if self._piece_kind is None:
+            self._piece_kind = _vocab_kind(self.hf)
+        raw = self.hf.convert_ids_to_tokens(token_id)
+        if isinstance(raw, str) and self._piece_kind == "byte_level":
+            table = _byte_decoder()
+            if all(c in table for c in raw):
+                return bytes(table[c] for c in raw)
+        elif isinstance(raw, str) and self._piece_kind == "sentencepiece":
+            m = _BYTE_PIECE.fullmatch(raw)
+            return bytes([int(m.group(1), 16)]) if m else raw.replace("\u2581", " ").encode()
+        return self.hf.decode([token_id]).encode()  # any other vocabulary: its decoded text
+
     def stream(self, prompt_ids: list[int], stop: tuple[str, ...] = ()) -> TextStream:
         return TextStream(self, prompt_ids, tuple(s for s in (*stop, *self.extra_stop) if s))
+
+
+def _vocab_kind(hf: Any) -> str:
+    """ "byte_level" (GPT-2 byte-to-unicode alphabet: GPT-2, Qwen, Llama 3), "sentencepiece"
+    (`\u2581` for a space, `<0xNN>` byte fallback: Llama 2, Mistral) or "other", from the decoder."""
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:  # a Python (slow) tokenizer: SentencePiece ones carry their model
+        return "sentencepiece" if hasattr(hf, "sp_model") else "other"
+    decoder = json.loads(backend.to_str()).get("decoder") or {}
+    kinds = {d.get("type") for d in [decoder, *decoder.get("decoders", [])]}
+    replaces_metaspace = any(
+        d.get("pattern", {}).get("String") == "\u2581" for d in decoder.get("decoders", [])
+    )
+    if "ByteLevel" in kinds:
+        return "byte_level"
+    if kinds & {"Metaspace", "ByteFallback"} or replaces_metaspace:
+        return "sentencepiece"
+    return "other"
+
+
+_BYTE_DECODER: dict[str, int] = {}
+
+
+def _byte_decoder() -> dict[str, int]:
+    """The GPT-2 alphabet character -> the byte it stands for."""
+    if not _BYTE_DECODER:
+        from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+        _BYTE_DECODER.update({c: b for b, c in bytes_to_unicode().items()})
+    return _BYTE_DECODER
 
 
 class TextStream:

@@ -258,3 +258,146 @@ def test_null_sampling_fields_mean_defaults(server):
     resp = httpx.post(server["base"] + "/v1/chat/completions", json=body, timeout=30)
     assert resp.status_code == 200, resp.text
     assert resp.json()["usage"]["completion_tokens"] == 3
+
+
+# ---- logprobs and n > 1 ------------------------------------------------------------------------
+
+
+def _entry_key(e) -> tuple:
+    return (e.token, e.bytes, round(e.logprob, 4), [(t.token, round(t.logprob, 4)) for t in e.top_logprobs])
+
+
+def test_chat_logprobs_greedy_and_streamed(server, client):
+    args = dict(
+        model=server["name"], messages=MESSAGES, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3
+    )
+    out = client.chat.completions.create(**args)
+    choice = out.choices[0]
+    entries = choice.logprobs.content
+    assert choice.finish_reason == "length" and len(entries) == out.usage.completion_tokens == 12
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3
+        alts = [t.logprob for t in e.top_logprobs]
+        assert alts == sorted(alts, reverse=True) and all(lp <= 0 for lp in alts)
+        # greedy: the chosen token is the most likely one
+        assert (e.top_logprobs[0].token, e.top_logprobs[0].bytes) == (e.token, e.bytes)
+        assert e.top_logprobs[0].logprob == pytest.approx(e.logprob)
+    # the tokens' own bytes make the text, including characters split over two tokens; a length
+    # cut inside a character shows as U+FFFD in both
+    joined = b"".join(bytes(e.bytes) for e in entries)
+    assert joined.decode("utf-8", errors="replace") == choice.message.content
+
+    chunks = list(client.chat.completions.create(**args, stream=True))
+    streamed = [
+        e for c in chunks if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content
+    ]
+    assert [_entry_key(e) for e in streamed] == [_entry_key(e) for e in entries]
+    finals = [c.choices[0] for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].logprobs is None
+
+
+def test_chat_without_logprobs_returns_none(server, client):
+    out = client.chat.completions.create(model=server["name"], messages=MESSAGES, max_tokens=2, temperature=0)
+    assert out.choices[0].logprobs is None
+
+
+def test_completions_logprobs_legacy_shape_and_offsets(server, client):
+    args = dict(model=server["name"], prompt="Квантование весов", max_tokens=10, temperature=0, logprobs=2)
+    out = client.completions.create(**args)
+    choice = out.choices[0]
+    lp, text = choice.logprobs, choice.text
+    assert choice.finish_reason == "length"
+    n = out.usage.completion_tokens
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == n
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    assert all(o < len(text) for o in lp.text_offset)
+    rows = zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, lp.text_offset, strict=True)
+    for token, logprob, top, offset in rows:
+        assert logprob <= 0 and 2 <= len(top) <= 3 and top[token] == pytest.approx(logprob)
+        assert max(top.values()) == pytest.approx(logprob)  # greedy
+        if not token.startswith("bytes:"):  # a whole-character token sits at its offset in the text
+            assert text[offset : offset + len(token)] == token
+    streamed = list(client.completions.create(**args, stream=True))
+    parts = [c.choices[0].logprobs for c in streamed if c.choices and c.choices[0].logprobs]
+    assert [t for p in parts for t in p.tokens] == lp.tokens
+    assert [o for p in parts for o in p.text_offset] == lp.text_offset
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == text
+
+
+def test_n_choices_are_seeded_reproducible_and_stream_interleaved(server, client):
+    args = dict(
+        model=server["name"], messages=MESSAGES, max_tokens=8, temperature=1.0, seed=11, n=3, logprobs=True
+    )
+    a = client.chat.completions.create(**args)
+    b = client.chat.completions.create(**args)
+    assert [c.index for c in a.choices] == [0, 1, 2]
+    texts = [c.message.content for c in a.choices]
+    assert texts == [c.message.content for c in b.choices]
+    assert len(set(texts)) >= 2  # seed + i per choice: the choices differ
+    single = client.chat.completions.create(**{**args, "n": 1})
+    assert single.choices[0].message.content == texts[0]  # choice 0 draws with the request's seed
+    assert a.usage.prompt_tokens == single.usage.prompt_tokens  # the prompt counts once
+    assert a.usage.completion_tokens == sum(len(c.logprobs.content) for c in a.choices)
+
+    body = {**args, "stream": True, "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", server["base"] + "/v1/chat/completions", json=body, timeout=60) as resp:
+        lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]" and lines.count("data: [DONE]") == 1
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    got = {0: "", 1: "", 2: ""}
+    finishes = {0: [], 1: [], 2: []}
+    for c in chunks[:-1]:
+        (ch,) = c["choices"]
+        got[ch["index"]] += ch["delta"].get("content") or ""
+        if ch["finish_reason"]:
+            finishes[ch["index"]].append(ch["finish_reason"])
+    assert [got[i] for i in range(3)] == texts
+    assert all(len(f) == 1 for f in finishes.values())
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == a.usage.model_dump(exclude_none=True)
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "n": 0}, "n"),
+        ({"n": 17}, "n"),
+    ],
+    ids=["top-logprobs-21", "top-logprobs-without-logprobs", "n-0", "n-17"],
+)
+def test_bad_logprobs_and_n_name_the_param(server, client, payload, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=server["name"], messages=MESSAGES, max_tokens=2, **payload)
+    assert info.value.body["param"] == param and param in info.value.body["message"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [({"logprobs": 6}, "logprobs"), ({"logprobs": 1, "echo": True}, "echo")],
+    ids=["logprobs-6", "echo-with-logprobs"],
+)
+def test_bad_completions_logprobs_name_the_param(server, client, payload, param):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=server["name"], prompt="слово", max_tokens=2, **payload)
+    assert info.value.body["param"] == param and param in info.value.body["message"]
+
+
+async def test_n_over_capacity_and_a_full_queue_midway(server):
+    """n that could never fit is a 400 naming n; a queue that fills at choice k answers 429 and
+    takes back the k choices already queued."""
+    from inference.engine import SamplingParams
+    from inference.server import ServerConfig, create_app, load_served
+
+    served = load_served(ServerConfig(server["folder"], max_batch=2, max_queue=0))
+    app = create_app(served)  # no lifespan: the engine thread is not running, nothing drains
+    served.engine.submit([1, 2, 3], SamplingParams(max_tokens=2), lambda e: None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as cl:
+        body = {"model": "default", "messages": MESSAGES, "max_tokens": 2}
+        too_many = await cl.post("/v1/chat/completions", json={**body, "n": 3})
+        busy = await cl.post("/v1/chat/completions", json={**body, "n": 2})
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "n"
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+    served.engine.step()  # the choice queued before the refusal leaves as cancelled
+    stats = served.engine.stats()
+    assert stats["cancelled"] == 1 and stats["waiting"] == 0 and stats["running"] == 1

@@ -69,3 +69,46 @@ def test_missing_chat_template_falls_back_with_a_warning(tmp_path, caplog):
 def test_folder_without_tokenizer(tmp_path):
     with pytest.raises(TokenizerError, match="no tokenizer files"):
         ChatTokenizer.from_folder(tmp_path)
+
+
+def test_token_pieces_are_the_real_bytes_of_byte_level_tokens(tok):
+    ids = tok.hf.encode(TEXT, add_special_tokens=False)
+    pieces = [tok.token_piece(i) for i in ids]
+    assert b"".join(raw for _, raw in pieces) == TEXT.encode()
+    # the small vocabulary splits Cyrillic letters and emoji: those tokens carry part of a character
+    split = [(text, raw) for text, raw in pieces if text.startswith("bytes:")]
+    assert split and all(text == "bytes:" + "".join(f"\\x{b:02x}" for b in raw) for text, raw in split)
+    whole = [(text, raw) for text, raw in pieces if not text.startswith("bytes:")]
+    assert any("р" in text for text, _ in whole) and all(text.encode() == raw for text, raw in whole)
+    # a special token has no text of its own (decode drops it): its literal name and no bytes
+    assert tok.token_piece(tok.hf.convert_tokens_to_ids("<|im_end|>")) == ("<|im_end|>", None)
+
+
+def test_token_pieces_of_a_sentencepiece_vocabulary():
+    """`▁` is a space and `<0xNN>` byte-fallback tokens are that byte (Llama 2 / Mistral vocabularies)."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, normalizers
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
+    for piece in ["▁", *sorted(set("Приветмир")), "▁П", "▁м"]:
+        vocab[piece] = len(vocab)
+    model = models.BPE(vocab=vocab, merges=[("▁", "П"), ("▁", "м")], unk_token="<unk>", byte_fallback=True)
+    sp = Tokenizer(model)
+    sp.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    sp.decoder = decoders.Sequence(
+        [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
+    hf = transformers.PreTrainedTokenizerFast(tokenizer_object=sp, bos_token="<s>", eos_token="</s>")
+    tok = ChatTokenizer(hf, frozenset(), False)
+    text = "Привет мир 🚀"
+    ids = hf.encode(text, add_special_tokens=False)
+    pieces = [tok.token_piece(i) for i in ids]
+    assert pieces[0] == (" П", " П".encode())  # the leading `▁` is a space
+    assert [p for p in pieces if p[0].startswith("bytes:")] == [  # the emoji by byte fallback
+        ("bytes:\\xf0", b"\xf0"),
+        ("bytes:\\x9f", b"\x9f"),
+        ("bytes:\\x9a", b"\x9a"),
+        ("bytes:\\x80", b"\x80"),
+    ]
+    assert b"".join(raw for _, raw in pieces).decode() == " " + text  # SentencePiece's prepended space
+    assert tok.token_piece(hf.convert_tokens_to_ids("</s>")) == ("</s>", None)
