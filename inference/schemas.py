@@ -60,7 +60,7 @@ class _Sampling(_Request):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=0)  # vLLM extension; 0 is off
     n: int | None = Field(None, ge=1, le=MAX_N)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64)  # what torch's generator takes
     stop: str | list[str] | None = None
     stop_token_ids: list[int] | None = None  # vLLM extension
     stream: bool | None = False

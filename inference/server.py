@@ -4,6 +4,9 @@ Boundary: HTTP <-> engine requests. Routes: GET /v1/models, POST /v1/chat/comple
 POST /v1/completions (both streaming as server-sent events), GET /health. Every error leaves as the
 OpenAI envelope {"error": {"message", "type", "param", "code"}} with the matching status. The engine
 runs in its own thread; its events reach the request's asyncio queue via `call_soon_threadsafe`.
+A request for n choices is n engine requests sharing one queue (events tagged with the choice index);
+they are submitted, streamed and cancelled together. Log-probabilities come from the engine per token;
+their token strings and bytes from `ChatTokenizer.token_piece`.
 """
 
 from __future__ import annotations
@@ -236,7 +239,8 @@ def create_app(
                     top_p=1.0 if body.top_p is None else body.top_p,
                     top_k=body.top_k or 0,
                     # choice i draws with seed + i: the choices differ, yet a seeded request repeats
-                    seed=None if body.seed is None else body.seed + i,
+                    # (mod 2**64, torch's seed range, where -1 and 2**64 - 1 are the same seed)
+                    seed=None if body.seed is None else (body.seed + i) % 2**64,
                     stop=body.stop_list(),
                     stop_token_ids=tuple(body.stop_token_ids or ()),
                     logprobs=logprobs,
@@ -250,6 +254,9 @@ def create_app(
         except ContextLengthError as exc:
             cancel(reqs)
             raise APIError(400, str(exc), param=prompt_param, code="context_length_exceeded") from None
+        except BaseException:
+            cancel(reqs)
+            raise
         return reqs, queue
 
     def cancel(reqs: list[EngineRequest]) -> None:

@@ -356,6 +356,24 @@ def test_n_choices_are_seeded_reproducible_and_stream_interleaved(server, client
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == a.usage.model_dump(exclude_none=True)
 
 
+def test_disconnect_cancels_every_choice(server):
+    base = server["base"]
+    before = httpx.get(base + "/health").json()
+    body = {"model": server["name"], "messages": MESSAGES, "max_tokens": 900, "stream": True, "n": 3}
+    with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=30) as resp:
+        lines = resp.iter_lines()
+        got = [next(lines) for _ in range(12)]
+        assert any('"index":2' in line for line in got)
+    deadline = time.monotonic() + 20
+    while True:
+        health = httpx.get(base + "/health").json()
+        if health["cancelled"] >= before["cancelled"] + 3 and health["running"] == 0:
+            break
+        assert time.monotonic() < deadline, f"slots not freed: {health}"
+        time.sleep(0.1)
+    assert health["free_slots"] == MAX_BATCH and health["completed"] == before["completed"]
+
+
 @pytest.mark.parametrize(
     ("payload", "param"),
     [
@@ -363,8 +381,9 @@ def test_n_choices_are_seeded_reproducible_and_stream_interleaved(server, client
         ({"top_logprobs": 2}, "top_logprobs"),
         ({"logprobs": True, "n": 0}, "n"),
         ({"n": 17}, "n"),
+        ({"n": 2, "seed": 2**64}, "seed"),
     ],
-    ids=["top-logprobs-21", "top-logprobs-without-logprobs", "n-0", "n-17"],
+    ids=["top-logprobs-21", "top-logprobs-without-logprobs", "n-0", "n-17", "seed-over-uint64"],
 )
 def test_bad_logprobs_and_n_name_the_param(server, client, payload, param):
     with pytest.raises(openai.BadRequestError) as info:
