@@ -30,7 +30,11 @@ def _describe(exc: BaseException, base_url: str) -> str:
     if isinstance(exc, openai.APIConnectionError):
         return f"LLM endpoint {base_url} is unreachable"
     if isinstance(exc, openai.APIStatusError):
-        return f"LLM endpoint {base_url} answered HTTP {exc.status_code}"
+        # the OpenAI error envelope says why (prompt over the context limit, unknown model, ...)
+        body = exc.body if isinstance(exc.body, dict) else {}
+        reason = body.get("message") or (body.get("error") or {}).get("message") if body else None
+        detail = f": {str(reason).splitlines()[0][:200]}" if reason else ""
+        return f"LLM endpoint {base_url} answered HTTP {exc.status_code}{detail}"
     return f"LLM endpoint {base_url} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 

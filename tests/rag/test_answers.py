@@ -126,6 +126,12 @@ def test_a_failing_endpoint_falls_back_to_quotes_and_says_so(rag_llm, llm, reply
     assert answer.citations[0].url == SAGE and "2.1" in answer.answer
 
 
+def test_the_endpoints_error_message_reaches_the_notice(rag_llm, llm):
+    llm.replies = [{"status": 400}]  # e.g. a prompt over the served model's context limit
+    answer = rag_llm.ask("Насколько SageAttention быстрее FlashAttention2?")
+    assert answer.mode == "extractive" and "HTTP 400: boom" in answer.notice
+
+
 def test_an_unreachable_endpoint_falls_back(service):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
