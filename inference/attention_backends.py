@@ -12,6 +12,8 @@ import logging
 
 import torch
 
+from inference.kernels.device import kernel_available
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,6 @@ class QuantAttention:
 
         self._prefill = quant_attention.attention_auto
         self._decode = decode_attention.decode_attention
-        self._kernel_available = quant_attention.kernel_available
         self._max_head_dim = quant_attention.MAX_HEAD_DIM
         self._warned = False
 
@@ -48,7 +49,7 @@ class QuantAttention:
     ) -> torch.Tensor:
         usable = (
             q.shape[-1] <= self._max_head_dim
-            and self._kernel_available(q.device)
+            and kernel_available(q.device)
             and (q.device.type == "cuda" or q.dtype == torch.float16)
         )
         if usable:

@@ -36,12 +36,12 @@ import triton
 import triton.language as tl
 
 from inference.errors import KernelInputError
+from inference.kernels.device import require_kernel_device
 from inference.kernels.quant_attention import (
     BLOCK_M,
     LOG2E,
     MAX_HEAD_DIM,
     _fake_quant_rows,
-    kernel_available,
 )
 
 BLOCK_N = 64  # keys per inner step and per K scale, as in the prefill kernel
@@ -289,10 +289,7 @@ def decode_attention(
         raise KernelInputError(
             f"head_dim={d}: the decode attention kernel supports head_dim <= {MAX_HEAD_DIM}"
         )
-    if not kernel_available(q.device):
-        raise KernelInputError(f"q is on {q.device}: the Triton kernel needs CUDA (or TRITON_INTERPRET=1)")
-    if q.dtype == torch.bfloat16 and q.device.type != "cuda":
-        raise KernelInputError("q: bfloat16 needs CUDA (the Triton interpreter has no bfloat16)")
+    require_kernel_device(q, "q")
     if num_splits is None:
         num_splits = choose_num_splits(b, hkv, tmax, q.device)
     elif not 1 <= num_splits <= triton.cdiv(tmax, BLOCK_N):

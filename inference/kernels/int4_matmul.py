@@ -20,7 +20,6 @@ Design:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +27,7 @@ import triton
 import triton.language as tl
 
 from inference.errors import KernelInputError
+from inference.kernels.device import require_kernel_device
 
 KERNEL_BITS = (2, 4, 8)
 
@@ -108,11 +108,6 @@ def _int4_matmul_kernel(
         tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
     else:
         tl.atomic_add(y_ptrs, acc, mask=y_mask)  # y is a zeroed fp32 buffer here
-
-
-def kernel_available(device: torch.device) -> bool:
-    """The Triton kernel can run: CUDA, or any device when TRITON_INTERPRET=1 (tests on CPU)."""
-    return device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _check(x, qweight, qzeros, scales, g_idx, bias, bits, zero_format) -> tuple[int, int, int]:
@@ -263,10 +258,7 @@ def int4_matmul(
         raise KernelInputError(
             f"bits={bits} has no Triton kernel (codes straddle int32 words); use int4_matmul_reference"
         )
-    if not kernel_available(x.device):
-        raise KernelInputError(f"x is on {x.device}: the Triton kernel needs CUDA (or TRITON_INTERPRET=1)")
-    if x.dtype == torch.bfloat16 and x.device.type != "cuda":
-        raise KernelInputError("x: bfloat16 needs CUDA (the Triton interpreter has no bfloat16)")
+    require_kernel_device(x, "x")
     if g_idx is None and k % groups:
         raise KernelInputError(f"scales: {groups} groups do not divide K={k}; pass g_idx")
     lead = x.shape[:-1]

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
 from inference.errors import KernelInputError
+from inference.kernels.device import kernel_available, require_kernel_device
 
 log = logging.getLogger(__name__)
 
@@ -261,10 +261,6 @@ def _launch_params(head_dim: int, device: torch.device) -> dict:
     return {"num_warps": 4, "num_stages": 3}
 
 
-def kernel_available(device: torch.device) -> bool:
-    return device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
-
-
 def attention(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=None):
     """Quantized attention via the Triton kernels; q (B, Hq, Tq, D), k/v (B, Hkv, Tk, D) -> (B, Hq, Tq, D)."""
     b, hq, hkv, tk, d = _check_inputs(q, k, v, kv_lens, kernel=True)
@@ -273,10 +269,7 @@ def attention(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=No
             f"head_dim={d}: the quantized attention kernel supports head_dim <= {MAX_HEAD_DIM}; "
             "use attention_auto (falls back to full precision)"
         )
-    if not kernel_available(q.device):
-        raise KernelInputError(f"q is on {q.device}: the Triton kernel needs CUDA (or TRITON_INTERPRET=1)")
-    if q.dtype == torch.bfloat16 and q.device.type != "cuda":
-        raise KernelInputError("q: bfloat16 needs CUDA (the Triton interpreter has no bfloat16)")
+    require_kernel_device(q, "q")
     tq = q.shape[2]
     sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
     lens = kv_lens.to(torch.int32).contiguous() if kv_lens is not None else None
