@@ -186,7 +186,14 @@ def test_sixteen_concurrent_streams_all_complete(server):
 def test_disconnect_mid_stream_frees_the_slot(server):
     base = server["base"]
     before = httpx.get(base + "/health").json()
-    body = {"model": server["name"], "messages": MESSAGES, "max_tokens": 900, "stream": True}
+    # greedy: at temperature 1 a sampled end-of-turn token now and then finished it before the disconnect
+    body = {
+        "model": server["name"],
+        "messages": MESSAGES,
+        "max_tokens": 900,
+        "stream": True,
+        "temperature": 0,
+    }
     with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=30) as resp:
         lines = resp.iter_lines()
         got = [next(lines) for _ in range(6)]
@@ -359,7 +366,9 @@ def test_n_choices_are_seeded_reproducible_and_stream_interleaved(server, client
 def test_disconnect_cancels_every_choice(server):
     base = server["base"]
     before = httpx.get(base + "/health").json()
-    body = {"model": server["name"], "messages": MESSAGES, "max_tokens": 900, "stream": True, "n": 3}
+    # greedy: a sampled end-of-turn token would finish a choice before the disconnect
+    body = {"model": server["name"], "messages": MESSAGES, "max_tokens": 900, "temperature": 0}
+    body |= {"stream": True, "n": 3}
     with httpx.stream("POST", base + "/v1/chat/completions", json=body, timeout=30) as resp:
         lines = resp.iter_lines()
         got = [next(lines) for _ in range(12)]
@@ -410,7 +419,8 @@ async def test_n_over_capacity_and_a_full_queue_midway(server):
 
     served = load_served(ServerConfig(server["folder"], max_batch=2, max_queue=0))
     app = create_app(served)  # no lifespan: the engine thread is not running, nothing drains
-    served.engine.submit([1, 2, 3], SamplingParams(max_tokens=2), lambda e: None)
+    # greedy never picks the special tokens (zeroed rows), so this one is still running after a step
+    served.engine.submit([1, 2, 3], SamplingParams(max_tokens=2, temperature=0), lambda e: None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as cl:
         body = {"model": "default", "messages": MESSAGES, "max_tokens": 2}
         too_many = await cl.post("/v1/chat/completions", json={**body, "n": 3})
