@@ -4,41 +4,34 @@ Boundary: HTTP <-> engine requests. Routes: GET /v1/models, POST /v1/chat/comple
 POST /v1/completions (both streaming as server-sent events), GET /health. Every error leaves as the
 OpenAI envelope {"error": {"message", "type", "param", "code"}} with the matching status. The engine
 runs in its own thread; its events reach the request's asyncio queue via `call_soon_threadsafe`.
-A request for n choices is n engine requests sharing one queue (events tagged with the choice index);
-they are submitted, streamed and cancelled together. Log-probabilities come from the engine per token;
+A request for n choices is n engine requests submitted, streamed and cancelled together (see
+`choices.py`). Log-probabilities come from the engine per token;
 their token strings and bytes from `ChatTokenizer.token_piece`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from inference.api_errors import APIError, error_response
+from inference.choices import ChoiceRunner, usage_of
 from inference.engine import (
-    ContextLengthError,
     Engine,
     EngineConfig,
     Event,
-    QueueFullError,
-    SamplingParams,
-    TokenLogprob,
     kv_cache_bytes,
 )
-from inference.engine import Request as EngineRequest
 from inference.errors import InferenceError
 from inference.loader import check_memory, inspect_folder, load_model
 from inference.schemas import (
@@ -51,8 +44,6 @@ from inference.schemas import (
     CompletionChoice,
     CompletionRequest,
     DeltaMessage,
-    ErrorBody,
-    ErrorResponse,
     ModelCard,
     ModelList,
     ResponseMessage,
@@ -66,29 +57,6 @@ from inference.tokenizer import ChatTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_CONTEXT = 8192  # caps the per-slot KV cache for long-context models unless asked for more
-POLL_S = 0.25  # how often a waiting request checks whether its client went away
-
-
-class APIError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.body = status, ErrorBody(message=message, type=type, param=param, code=code)
-        self.headers = headers
-
-
-def error_response(exc: APIError) -> JSONResponse:
-    return JSONResponse(
-        ErrorResponse(error=exc.body).model_dump(), status_code=exc.status, headers=exc.headers
-    )
 
 
 @dataclass
@@ -209,126 +177,7 @@ def create_app(
                 code="model_not_found",
             )
 
-    def submit(
-        prompt_ids: list[int], body: Any, max_tokens: int | None, prompt_param: str, logprobs: int | None
-    ) -> tuple[list[EngineRequest], asyncio.Queue]:
-        """One engine request per choice (n of them), their events merged into one queue as
-        (choice index, Event). All or none: a refusal cancels the choices already submitted."""
-        n = body.n or 1
-        room = engine.config.max_batch + engine.config.max_queue
-        if n > room:
-            raise APIError(
-                400, f"n={n} is more than this server can ever hold at once ({room} requests)", param="n"
-            )
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
-
-        def on_event(index: int):
-            def put(ev: Event) -> None:
-                with contextlib.suppress(RuntimeError):  # loop closed: server shutting down
-                    loop.call_soon_threadsafe(queue.put_nowait, (index, ev))
-
-            return put
-
-        reqs: list[EngineRequest] = []
-        try:
-            for i in range(n):
-                params = SamplingParams(
-                    max_tokens=max_tokens,
-                    temperature=1.0 if body.temperature is None else body.temperature,
-                    top_p=1.0 if body.top_p is None else body.top_p,
-                    top_k=body.top_k or 0,
-                    # choice i draws with seed + i: the choices differ, yet a seeded request repeats
-                    # (mod 2**64, torch's seed range, where -1 and 2**64 - 1 are the same seed)
-                    seed=None if body.seed is None else (body.seed + i) % 2**64,
-                    stop=body.stop_list(),
-                    stop_token_ids=tuple(body.stop_token_ids or ()),
-                    logprobs=logprobs,
-                )
-                reqs.append(engine.submit(prompt_ids, params, on_event(i)))
-        except QueueFullError as exc:
-            cancel(reqs)
-            raise APIError(
-                429, str(exc), type="rate_limit_error", code="server_busy", headers={"Retry-After": "1"}
-            ) from None
-        except ContextLengthError as exc:
-            cancel(reqs)
-            raise APIError(400, str(exc), param=prompt_param, code="context_length_exceeded") from None
-        except BaseException:
-            cancel(reqs)
-            raise
-        return reqs, queue
-
-    def cancel(reqs: list[EngineRequest]) -> None:
-        for req in reqs:
-            engine.cancel(req)  # no-op when finished
-
-    async def next_event(
-        request: Request, reqs: list[EngineRequest], queue: asyncio.Queue
-    ) -> tuple[int, Event] | None:
-        """The next (choice, event), or None once the client has gone (every choice is cancelled)."""
-        while True:
-            try:
-                return await asyncio.wait_for(queue.get(), POLL_S)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    cancel(reqs)
-                    return None
-
-    async def collect(request: Request, reqs: list[EngineRequest], queue: asyncio.Queue) -> list[_Choice]:
-        choices = [_Choice() for _ in reqs]
-        try:
-            while any(c.last is None for c in choices):
-                got = await next_event(request, reqs, queue)
-                if got is None:
-                    raise APIError(499, "client closed the request", code="client_closed")
-                choice = choices[got[0]]
-                if choice.last is None:
-                    choice.add(got[1])
-        finally:
-            cancel(reqs)  # frees the slots when the client left or one choice failed
-        if any(c.last.finish_reason == "error" for c in choices):
-            raise APIError(500, "generation failed; see the server log", type="server_error")
-        return choices
-
-    def sse(
-        request: Request,
-        reqs: list[EngineRequest],
-        queue: asyncio.Queue,
-        make_chunks: Callable[[int, Event], list[str]],
-        usage_chunk: Callable[[Usage], str],
-        include_usage: bool,
-        first: list[str],
-    ) -> StreamingResponse:
-        """Chunks of all choices interleaved as their events come; [DONE] once every choice finished."""
-
-        async def body() -> AsyncIterator[str]:
-            for chunk in first:
-                yield f"data: {chunk}\n\n"
-            finished: list[Event] = []
-            running = set(range(len(reqs)))
-            while running:
-                got = await next_event(request, reqs, queue)
-                if got is None:
-                    return
-                index, ev = got
-                if index not in running:
-                    continue
-                if ev.finish_reason == "error":
-                    err = ErrorBody(message="generation failed; see the server log", type="server_error")
-                    yield f"data: {json.dumps({'error': err.model_dump()})}\n\n"
-                    break
-                for chunk in make_chunks(index, ev):
-                    yield f"data: {chunk}\n\n"
-                if ev.finish_reason:
-                    running.discard(index)
-                    finished.append(ev)
-            else:
-                if include_usage:
-                    yield f"data: {usage_chunk(_usage(finished))}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return _SSE(body(), on_close=lambda: cancel(reqs))
+    runner = ChoiceRunner(engine)
 
     @v1.post("/chat/completions")
     async def chat(request: Request, body: ChatCompletionRequest):
@@ -340,14 +189,14 @@ def create_app(
             raise APIError(400, str(exc), param="messages") from None
         k = (body.top_logprobs or 0) if body.logprobs else None
         max_tokens = body.max_completion_tokens or body.max_tokens
-        reqs, queue = submit(prompt_ids, body, max_tokens, "messages", k)
+        reqs, queue = runner.submit(prompt_ids, body, max_tokens, "messages", k)
         cid = new_id("chatcmpl")
         if not body.stream:
-            choices = await collect(request, reqs, queue)
+            choices = await runner.collect(request, reqs, queue)
             return ChatCompletion(
                 id=cid,
                 model=body.model,
-                usage=_usage([c.last for c in choices]),
+                usage=usage_of([c.last for c in choices]),
                 choices=[
                     ChatChoice(
                         index=i,
@@ -382,7 +231,7 @@ def create_app(
             for i in range(len(reqs))
         ]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(request, reqs, queue, chunks, usage_chunk, include, first)
+        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first)
 
     @v1.post("/completions")
     async def completions(request: Request, body: CompletionRequest):
@@ -404,15 +253,15 @@ def create_app(
         else:
             prompt_ids = tok.encode(prompt)
         k = body.logprobs
-        reqs, queue = submit(prompt_ids, body, body.max_tokens, "prompt", k)
+        reqs, queue = runner.submit(prompt_ids, body, body.max_tokens, "prompt", k)
         cid = new_id("cmpl")
         prefix = prompt if (body.echo and isinstance(prompt, str)) else ""
         if not body.stream:
-            choices = await collect(request, reqs, queue)
+            choices = await runner.collect(request, reqs, queue)
             return Completion(
                 id=cid,
                 model=body.model,
-                usage=_usage([c.last for c in choices]),
+                usage=usage_of([c.last for c in choices]),
                 choices=[
                     CompletionChoice(
                         index=i,
@@ -451,55 +300,10 @@ def create_app(
 
         first = [dump(CompletionChoice(index=i, text=prefix, finish_reason=None)) for i in range(len(reqs))]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse(request, reqs, queue, chunks, usage_chunk, include, first if prefix else [])
+        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first if prefix else [])
 
     app.include_router(v1)
     return app
-
-
-@dataclass
-class _Choice:
-    """One choice's events as they arrive: text parts, log-probabilities, the finishing event."""
-
-    parts: list[str] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    last: Event | None = None
-
-    def add(self, ev: Event) -> None:
-        self.parts.append(ev.text)
-        self.logprobs.extend(ev.logprobs or ())
-        if ev.finish_reason:
-            self.last = ev
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-def _usage(finished: list[Event]) -> Usage:
-    """The prompt counts once (the n choices share it); completion tokens add up over the choices."""
-    prompt = finished[0].prompt_tokens if finished else 0
-    completion = sum(ev.completion_tokens for ev in finished)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
-
-
-class _SSE(StreamingResponse):
-    """Server-sent events that cancel their engine request however the response ends
-    (finished, client gone while waiting, or a send failing on a closed socket)."""
-
-    def __init__(self, content: AsyncIterator[str], on_close):
-        super().__init__(
-            content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-        self._on_close = on_close
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._on_close()
-            await self.body_iterator.aclose()  # run the generator's cleanup now, not at GC time
 
 
 def serve(cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
