@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     llm_serve_cuda_graphs: bool = Field(
         True, description="serve-llm: replay the decode step as CUDA graphs (CUDA + quant attention)"
     )
+    llm_serve_prefill_chunk: int = Field(
+        512, description="serve-llm: prompt tokens prefilled per step between decode steps (0: whole prompts)"
+    )
+    llm_serve_prefix_caching: bool = Field(
+        True,
+        description="serve-llm: reuse cached keys/values of a prompt prefix seen before (system prompt, chat)",
+    )
 
     # --- cross-posting (issue 6) -----------------------------------------------------------------
     crosspost_lang: str = Field("en", description="crosspost: language to translate posts into")

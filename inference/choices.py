@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from inference.api_errors import APIError
 from inference.engine import ContextLengthError, Engine, Event, QueueFullError, SamplingParams, TokenLogprob
 from inference.engine import Request as EngineRequest
-from inference.schemas import ErrorBody, Usage
+from inference.schemas import ErrorBody, PromptTokensDetails, Usage
 
 POLL_S = 0.25  # how often a waiting request checks whether its client went away
 
@@ -183,7 +183,13 @@ def usage_of(finished: list[Event]) -> Usage:
     """The prompt counts once (the n choices share it); completion tokens add up over the choices."""
     prompt = finished[0].prompt_tokens if finished else 0
     completion = sum(ev.completion_tokens for ev in finished)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    cached = PromptTokensDetails(cached_tokens=finished[0].cached_tokens if finished else 0)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=prompt + completion,
+        prompt_tokens_details=cached,
+    )
 
 
 class _SSE(StreamingResponse):

@@ -53,6 +53,7 @@ class Event:
     prompt_tokens: int
     completion_tokens: int
     logprobs: list[TokenLogprob] | None = None  # one per token in token_ids, when asked for
+    cached_tokens: int = 0  # leading prompt tokens whose keys/values were reused, not computed
 
 
 @dataclass
@@ -374,7 +375,8 @@ class Engine:
         if finish is not None and req.stream is not None:
             text += req.stream.finish()
         logprobs = [logprob] if logprob is not None else None
-        req.callback(Event(text, [token], finish, len(req.prompt_ids), len(req.output), logprobs))
+        counts = (len(req.prompt_ids), len(req.output))
+        req.callback(Event(text, [token], finish, *counts, logprobs, cached_tokens=req.cached_tokens))
         if finish is not None:
             with self._cond:
                 self._finish(req, finish, notify=False)
@@ -393,6 +395,7 @@ class Engine:
         self.counters["cancelled" if reason == "cancelled" else "completed"] += 1
         if notify:
             try:
-                req.callback(Event("", [], reason, len(req.prompt_ids), len(req.output)))
+                counts = (len(req.prompt_ids), len(req.output))
+                req.callback(Event("", [], reason, *counts, cached_tokens=req.cached_tokens))
             except Exception:  # the client side may be gone already
                 log.debug("callback failed for cancelled request %s", req.id, exc_info=True)

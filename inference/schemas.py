@@ -101,10 +101,15 @@ class CompletionRequest(_Sampling):
     logprobs: int | None = Field(None, ge=0, le=5)  # legacy API: the number of alternatives; null is off
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0  # prompt tokens whose keys/values a finished request left in the cache
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
 
 
 class TopLogprob(BaseModel):

@@ -70,6 +70,8 @@ class ServerConfig:
     device: str = "auto"
     attention: str = "auto"
     cuda_graphs: bool = True
+    prefill_chunk: int = 512
+    prefix_caching: bool = True
 
 
 @dataclass
@@ -97,8 +99,17 @@ def load_served(cfg: ServerConfig) -> Served:
     kv = kv_cache_bytes(mc, cfg.max_batch, max_context, dtype)
     check_memory(folder, device=device, kv_bytes=kv, what=f"{cfg.max_batch} slots x {max_context} tokens")
     model, folder, attn = load_model(folder, device=device, dtype=dtype, attention=cfg.attention)
+    if cfg.prefill_chunk < 0:
+        raise InferenceError(f"--prefill-chunk must be >= 0 (0: whole prompts), got {cfg.prefill_chunk}")
     engine_cfg = EngineConfig(
-        cfg.max_batch, max_context, cfg.max_queue, device, dtype, cuda_graphs=cfg.cuda_graphs
+        cfg.max_batch,
+        max_context,
+        cfg.max_queue,
+        device,
+        dtype,
+        cuda_graphs=cfg.cuda_graphs,
+        prefill_chunk=cfg.prefill_chunk,
+        prefix_reuse_min=EngineConfig.prefix_reuse_min if cfg.prefix_caching else 0,
     )
     engine = Engine(model, tokenizer, engine_cfg)
     name = cfg.served_name or folder.path.resolve().name

@@ -61,6 +61,21 @@ def serve_llm(
             help="Replay decode steps as CUDA graphs [env: RESEARCH_BOT_LLM_SERVE_CUDA_GRAPHS]",
         ),
     ] = None,
+    prefill_chunk: Annotated[
+        int | None,
+        typer.Option(
+            "--prefill-chunk",
+            help="Prompt tokens per step, interleaved with decoding (0: whole prompts) "
+            "[env: RESEARCH_BOT_LLM_SERVE_PREFILL_CHUNK]",
+        ),
+    ] = None,
+    prefix_caching: Annotated[
+        bool | None,
+        typer.Option(
+            "--prefix-caching/--no-prefix-caching",
+            help="Reuse the cache of a prompt prefix seen before [env: RESEARCH_BOT_LLM_SERVE_PREFIX_CACHING]",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Serve a model folder (GPTQ or full precision) behind an OpenAI-compatible API."""
@@ -78,6 +93,8 @@ def serve_llm(
         device=device or s.llm_serve_device,
         attention=attention or s.llm_serve_attention,
         cuda_graphs=s.llm_serve_cuda_graphs if cuda_graphs is None else cuda_graphs,
+        prefill_chunk=s.llm_serve_prefill_chunk if prefill_chunk is None else prefill_chunk,
+        prefix_caching=s.llm_serve_prefix_caching if prefix_caching is None else prefix_caching,
     )
     serve(cfg, host=host, port=port)
 

@@ -111,6 +111,20 @@ def test_chat_non_streaming_counts_usage(server, client):
     assert out.usage.completion_tokens == 8 and out.usage.total_tokens == n_prompt + 8
 
 
+def test_a_repeated_prompt_reuses_the_cache_and_says_so(server, client):
+    messages = [
+        {"role": "system", "content": "Кэш префикса: повторный запрос не пересчитывает промпт."},
+        {"role": "user", "content": "Сколько токенов взято из кэша?"},
+    ]
+    args = dict(model=server["name"], messages=messages, max_tokens=4, temperature=0)
+    first = client.chat.completions.create(**args)
+    second = client.chat.completions.create(**args)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    # every prompt token but the last (its logits are needed) came from the cache
+    assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1
+    assert second.choices[0].message.content == first.choices[0].message.content
+
+
 def test_streaming_chat_equals_non_streaming_and_reports_usage(server, client):
     args = dict(model=server["name"], messages=MESSAGES, max_tokens=12, temperature=0)
     full = client.chat.completions.create(**args).choices[0].message.content
