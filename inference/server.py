@@ -89,6 +89,8 @@ def load_served(cfg: ServerConfig) -> Served:
         raise InferenceError(
             f"--max-batch must be >= 1 and max queue >= 0 (got {cfg.max_batch}, {cfg.max_queue})"
         )
+    if cfg.prefill_chunk < 0:
+        raise InferenceError(f"--prefill-chunk must be >= 0 (0: whole prompts), got {cfg.prefill_chunk}")
     folder = inspect_folder(cfg.model_dir)
     tokenizer = ChatTokenizer.from_folder(folder.path, folder.config.eos_token_ids)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -96,11 +98,11 @@ def load_served(cfg: ServerConfig) -> Served:
     mc = folder.config
     limit = min(mc.max_position_embeddings, mc.sliding_window or mc.max_position_embeddings)
     max_context = min(cfg.max_context or min(limit, DEFAULT_MAX_CONTEXT), limit)
-    kv = kv_cache_bytes(mc, cfg.max_batch, max_context, dtype)
+    # CUDA graphs pad batches into one extra scratch slot; count it so the check stays honest
+    scratch = 1 if cfg.cuda_graphs and device.startswith("cuda") else 0
+    kv = kv_cache_bytes(mc, cfg.max_batch + scratch, max_context, dtype)
     check_memory(folder, device=device, kv_bytes=kv, what=f"{cfg.max_batch} slots x {max_context} tokens")
     model, folder, attn = load_model(folder, device=device, dtype=dtype, attention=cfg.attention)
-    if cfg.prefill_chunk < 0:
-        raise InferenceError(f"--prefill-chunk must be >= 0 (0: whole prompts), got {cfg.prefill_chunk}")
     engine_cfg = EngineConfig(
         cfg.max_batch,
         max_context,

@@ -93,6 +93,11 @@ def test_out_of_memory_is_refused_at_start_with_numbers(tmp_path, capsys):
     )
 
 
+def test_negative_prefill_chunk_is_refused_before_loading(tmp_path, capsys):
+    code, err = run_cli(["serve-llm", "--model", str(tmp_path), "--prefill-chunk", "-1"], capsys)
+    assert code == 1 and "--prefill-chunk must be >= 0" in err and "Traceback" not in err
+
+
 def test_llm_pull_without_network_fails_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     code, err = run_cli(["llm", "pull", "someone/some-model", "--dir", str(tmp_path / "m")], capsys)
