@@ -38,6 +38,7 @@ class ChoiceRunner:
         max_tokens: int | None,
         prompt_param: str,
         logprobs: int | None,
+        prompt_logprobs: int | None = None,
     ) -> tuple[list[EngineRequest], asyncio.Queue]:
         """One engine request per choice (n of them), their events merged into one queue as
         (choice index, Event). All or none: a refusal cancels the choices already submitted."""
@@ -71,6 +72,7 @@ class ChoiceRunner:
                     stop=body.stop_list(),
                     stop_token_ids=tuple(body.stop_token_ids or ()),
                     logprobs=logprobs,
+                    prompt_logprobs=prompt_logprobs,
                 )
                 reqs.append(self.engine.submit(prompt_ids, params, on_event(i)))
         except QueueFullError as exc:

@@ -29,7 +29,7 @@ import torch
 from inference.cuda_graphs import DecodeGraphs
 from inference.errors import InferenceError
 from inference.model import KVView, ModelConfig, Transformer
-from inference.sampling import SamplingParams, TokenLogprob, sample_batch
+from inference.sampling import SamplingParams, TokenLogprob, logprobs_of, sample_batch
 from inference.tokenizer import ChatTokenizer, TextStream
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class Request:
     slot: int = -1
     prefilled: int = 0  # prompt tokens already in the cache (chunked prefill, reused prefix)
     cached_tokens: int = 0  # leading prompt tokens found in the slot's kept cache (prefix reuse)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)  # when scoring the prompt
     output: list[int] = field(default_factory=list)
     cancelled: bool = False
     finish_reason: str | None = None
@@ -302,7 +303,10 @@ class Engine:
                 self._finish(req, "cancelled")
             while self.waiting and self.cache.free:
                 req = self.waiting.popleft()
-                req.slot, reused = self.cache.take(req.prompt_ids, self.config.prefix_reuse_min)
+                # scoring a prompt needs its logits at every position: compute it, never reuse it
+                scoring = req.params.prompt_logprobs is not None
+                reuse = 0 if scoring else self.config.prefix_reuse_min
+                req.slot, reused = self.cache.take(req.prompt_ids, reuse)
                 req.prefilled = req.cached_tokens = reused
                 self.counters["cached_prompt_tokens"] += reused
                 self.running.append(req)
@@ -327,7 +331,15 @@ class Engine:
         ids = torch.tensor([req.prompt_ids[start : start + n]], device=dev)  # (1, n)
         kv = self.cache.prefill_view(req.slot, start, n)
         positions = torch.arange(start, start + n, device=dev)[None]
-        logits = self.model(ids, positions, kv, last_only=True)  # (1, 1, V)
+        scoring = req.params.prompt_logprobs
+        logits = self.model(ids, positions, kv, last_only=scoring is None)  # (1, 1 or n, V)
+        if scoring is not None:
+            if start == 0:  # nothing predicts the first token
+                req.prompt_logprobs.append(TokenLogprob(req.prompt_ids[0], None, []))
+            following = req.prompt_ids[start + 1 : start + n + 1]  # logits at i predict token i + 1
+            if following:
+                ks = [scoring] * len(following)
+                req.prompt_logprobs.extend(logprobs_of(logits[0, : len(following)], following, ks))
         req.prefilled = start + n
         if req.prefilled == total:
             self._sample_and_emit([req], logits[:, -1])
@@ -375,6 +387,8 @@ class Engine:
         if finish is not None and req.stream is not None:
             text += req.stream.finish()
         logprobs = [logprob] if logprob is not None else None
+        if req.params.prompt_logprobs is not None and len(req.output) == 1:
+            logprobs = [*req.prompt_logprobs, *(logprobs or [])]  # the prompt's come first, once
         counts = (len(req.prompt_ids), len(req.output))
         req.callback(Event(text, [token], finish, *counts, logprobs, cached_tokens=req.cached_tokens))
         if finish is not None:

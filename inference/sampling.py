@@ -31,6 +31,9 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     logprobs: int | None = None  # None: off; k: each token's log-probability and the k most likely
+    # None: off; k: the prompt's tokens too (legacy completions `echo` with `logprobs`, which
+    # evaluation harnesses use to score text); such a prompt is always computed, never reused
+    prompt_logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -43,7 +46,7 @@ class TokenLogprob:
     reports them): the chosen token's and the `top` most likely tokens', best first."""
 
     token_id: int
-    logprob: float
+    logprob: float | None  # None only for a prompt's first token, which nothing predicts
     top: list[tuple[int, float]]
 
 
@@ -79,21 +82,32 @@ def sample_batch(
         drawn = torch.searchsorted(cdf, u, right=True).clamp(max=vocab - 1)[:, 0]
         tokens = tokens.index_copy(0, rows, drawn)
     asked = [i for i, p in enumerate(params) if p.logprobs is not None]
-    if not asked:
-        return tokens.tolist(), [None] * b
-    rows = torch.tensor(asked, device=dev)
-    logp = torch.log_softmax(logits.index_select(0, rows).float(), dim=-1)  # (A, V)
-    chosen = logp.gather(1, tokens.index_select(0, rows)[:, None])[:, 0]  # (A,)
-    kmax = min(max(params[i].logprobs or 0 for i in asked), vocab)
-    top_v, top_i = torch.topk(logp, kmax, dim=-1) if kmax else (logp[:, :0], logp[:, :0].long())
-    host_tokens, host_chosen = tokens.tolist(), chosen.tolist()
-    host_v, host_i = top_v.tolist(), top_i.tolist()
+    host_tokens = tokens.tolist()
     out: list[TokenLogprob | None] = [None] * b
-    for j, i in enumerate(asked):
-        k = params[i].logprobs or 0
-        top = list(zip(host_i[j][:k], host_v[j][:k], strict=True))
-        out[i] = TokenLogprob(host_tokens[i], host_chosen[j], top)
+    if asked:
+        rows = torch.tensor(asked, device=dev)
+        found = logprobs_of(
+            logits.index_select(0, rows),
+            [host_tokens[i] for i in asked],
+            [params[i].logprobs or 0 for i in asked],
+        )
+        for i, lp in zip(asked, found, strict=True):
+            out[i] = lp
     return host_tokens, out
+
+
+def logprobs_of(logits: torch.Tensor, tokens: list[int], ks: list[int]) -> list[TokenLogprob]:
+    """logits (N, V) -> for row i the log-probability of tokens[i] and the ks[i] most likely tokens,
+    from the raw distribution; one device->host copy."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    chosen = logp.gather(1, torch.tensor(tokens, device=logp.device)[:, None])[:, 0]  # (N,)
+    kmax = min(max(ks, default=0), logp.shape[-1])
+    top_v, top_i = torch.topk(logp, kmax, dim=-1) if kmax else (logp[:, :0], logp[:, :0].long())
+    host_chosen, host_v, host_i = chosen.tolist(), top_v.tolist(), top_i.tolist()
+    return [
+        TokenLogprob(t, c, list(zip(i[:k], v[:k], strict=True)))
+        for t, c, i, v, k in zip(tokens, host_chosen, host_i, host_v, ks, strict=True)
+    ]
 
 
 def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:

@@ -132,8 +132,8 @@ class CompletionLogprobs(BaseModel):
     each token's character offset in the choice's text."""
 
     tokens: list[str] = Field(default_factory=list)
-    token_logprobs: list[float] = Field(default_factory=list)
-    top_logprobs: list[dict[str, float]] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)  # None: an echoed prompt's first
+    top_logprobs: list[dict[str, float] | None] = Field(default_factory=list)
     text_offset: list[int] = Field(default_factory=list)
 
 
@@ -269,12 +269,16 @@ def completion_logprobs(
     out = CompletionLogprobs()
     for lp in lps:
         text, raw = piece(lp.token_id)
+        out.tokens.append(text)
+        out.text_offset.append(offsets.next(raw))
+        if lp.logprob is None:  # an echoed prompt's first token: nothing predicts it
+            out.token_logprobs.append(None)
+            out.top_logprobs.append(None)
+            continue
         alternatives = {piece(t)[0]: _finite(v) for t, v in lp.top}
         alternatives.setdefault(text, _finite(lp.logprob))
-        out.tokens.append(text)
         out.token_logprobs.append(_finite(lp.logprob))
         out.top_logprobs.append(alternatives)
-        out.text_offset.append(offsets.next(raw))
     return out
 
 

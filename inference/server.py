@@ -249,11 +249,6 @@ def create_app(
     @v1.post("/completions")
     async def completions(request: Request, body: CompletionRequest):
         check_model(body.model)
-        if body.echo and body.logprobs is not None:
-            # the engine computes no prompt log-probabilities; refuse rather than answer without them
-            raise APIError(
-                400, "echo with logprobs is not supported (no prompt log-probabilities)", param="echo"
-            )
         prompt = body.prompt
         if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
             if len(prompt) != 1:
@@ -266,9 +261,15 @@ def create_app(
         else:
             prompt_ids = tok.encode(prompt)
         k = body.logprobs
-        reqs, queue = runner.submit(prompt_ids, body, body.max_tokens, "prompt", k)
+        # echo + logprobs scores the prompt too (what evaluation harnesses send to rank answers)
+        scoring = k if body.echo else None
+        reqs, queue = runner.submit(prompt_ids, body, body.max_tokens, "prompt", k, scoring)
         cid = new_id("cmpl")
-        prefix = prompt if (body.echo and isinstance(prompt, str)) else ""
+        prefix = ""
+        if body.echo:
+            prefix = (
+                prompt if isinstance(prompt, str) else tok.hf.decode(prompt_ids, skip_special_tokens=True)
+            )
         if not body.stream:
             choices = await runner.collect(request, reqs, queue)
             return Completion(
@@ -289,21 +290,22 @@ def create_app(
             )
 
         offsets = [TextOffsets() for _ in reqs]  # text_offset goes on from chunk to chunk
+        # with prompt scores the echoed prompt rides in the first event's chunk, beside its scores
+        unsent_prefix = [prefix if scoring is not None else "" for _ in reqs]
 
         def dump(choice: CompletionChoice) -> str:
             return Completion(id=cid, model=body.model, choices=[choice]).model_dump_json(exclude={"usage"})
 
         def chunks(index: int, ev: Event) -> list[str]:
             out = []
-            if ev.text or (k is not None and ev.token_ids):
+            text, unsent_prefix[index] = unsent_prefix[index] + ev.text, ""
+            if text or (k is not None and ev.token_ids):
                 lps = (
                     completion_logprobs(ev.logprobs or [], tok.token_piece, offsets[index])
                     if k is not None
                     else None
                 )
-                out.append(
-                    dump(CompletionChoice(index=index, text=ev.text, finish_reason=None, logprobs=lps))
-                )
+                out.append(dump(CompletionChoice(index=index, text=text, finish_reason=None, logprobs=lps)))
             if ev.finish_reason:
                 out.append(dump(CompletionChoice(index=index, text="", finish_reason=ev.finish_reason)))
             return out
@@ -313,7 +315,8 @@ def create_app(
 
         first = [dump(CompletionChoice(index=i, text=prefix, finish_reason=None)) for i in range(len(reqs))]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first if prefix else [])
+        first = first if prefix and scoring is None else []
+        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first)
 
     app.include_router(v1)
     return app

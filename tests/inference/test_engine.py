@@ -175,3 +175,24 @@ def test_a_prompt_equal_to_the_cached_tokens_still_gets_its_logits(model):
     once = engine.generate(prompt, params)[0]
     assert engine.generate(prompt, params)[0] == once  # 19 tokens reused, the last one recomputed
     assert engine.stats()["cached_prompt_tokens"] == 19
+
+
+def test_prompt_logprobs_score_every_prompt_token(model):
+    """What evaluation harnesses ask for (completions echo + logprobs): log P(token i | tokens < i)."""
+    engine = Engine(model, None, EngineConfig(max_batch=1, max_context=64, prefill_chunk=5))
+    prompt = [(13 * i + 2) % 300 for i in range(17)]
+    params = SamplingParams(max_tokens=2, temperature=0, logprobs=1, prompt_logprobs=2)
+    with torch.no_grad():
+        expected = torch.log_softmax(model(torch.tensor([prompt]))[0], -1)  # (T, V)
+    for _ in range(2):  # the second time the prompt is in the cache, and is computed again anyway
+        events: list = []
+        engine.submit(prompt, params, events.append)
+        while not events or events[-1].finish_reason is None:
+            engine.step()
+        lps = events[0].logprobs
+        assert [lp.token_id for lp in lps[:17]] == prompt and lps[0].logprob is None
+        for i in range(1, 17):
+            assert abs(lps[i].logprob - float(expected[i - 1, prompt[i]])) < 1e-4
+            assert [t for t, _ in lps[i].top] == expected[i - 1].topk(2).indices.tolist()
+        assert len(lps) == 18 and lps[17].token_id == events[0].token_ids[0]  # then the first answer token
+        assert len(events[1].logprobs) == 1 and events[1].cached_tokens == 0

@@ -13,6 +13,7 @@ import time
 import httpx
 import openai
 import pytest
+import torch
 
 from tests.inference._llm_helpers import build_served_folder
 
@@ -414,15 +415,42 @@ def test_bad_logprobs_and_n_name_the_param(server, client, payload, param):
     assert info.value.body["param"] == param and param in info.value.body["message"]
 
 
-@pytest.mark.parametrize(
-    ("payload", "param"),
-    [({"logprobs": 6}, "logprobs"), ({"logprobs": 1, "echo": True}, "echo")],
-    ids=["logprobs-6", "echo-with-logprobs"],
-)
-def test_bad_completions_logprobs_name_the_param(server, client, payload, param):
+def test_bad_completions_logprobs_name_the_param(server, client):
     with pytest.raises(openai.BadRequestError) as info:
-        client.completions.create(model=server["name"], prompt="слово", max_tokens=2, **payload)
-    assert info.value.body["param"] == param and param in info.value.body["message"]
+        client.completions.create(model=server["name"], prompt="слово", max_tokens=2, logprobs=6)
+    assert info.value.body["param"] == "logprobs" and "logprobs" in info.value.body["message"]
+
+
+def test_echo_with_logprobs_scores_the_prompt(server, client):
+    """The request evaluation harnesses send to score a text (lm-eval's loglikelihood): the prompt's
+    tokens come back with log P(token | the tokens before it), then the answer's."""
+    from transformers import AutoModelForCausalLM
+
+    prompt = "Квантование весов до 4 бит"
+    args = dict(model=server["name"], prompt=prompt, max_tokens=1, temperature=0, logprobs=1, echo=True)
+    out = client.completions.create(**args)
+    lp, text = out.choices[0].logprobs, out.choices[0].text
+    ids = _hf_tokenizer(server["folder"]).encode(prompt, add_special_tokens=False)
+    n = len(ids)
+    assert text.startswith(prompt) and len(lp.tokens) == n + 1 == len(lp.token_logprobs)
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    # the server's numbers are the GPTQ model's: compare with the full-precision model it came from
+    # (within quantization error), token by token
+    fp = AutoModelForCausalLM.from_pretrained(str(server["folder"]) + "-fp32", local_files_only=True)
+    with torch.no_grad():
+        ref = torch.log_softmax(fp(torch.tensor([ids])).logits[0].float(), -1)
+    expected = [float(ref[i - 1, ids[i]]) for i in range(1, n)]
+    assert lp.token_logprobs[1:n] == pytest.approx(expected, abs=0.15)
+    streamed = list(client.completions.create(**args, stream=True))
+    scores = [
+        x
+        for c in streamed
+        if c.choices and c.choices[0].logprobs
+        for x in c.choices[0].logprobs.token_logprobs
+    ]
+    assert scores == lp.token_logprobs
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == text
 
 
 async def test_n_over_capacity_and_a_full_queue_midway(server):
