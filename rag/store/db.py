@@ -58,8 +58,15 @@ class PostView:
 
 def post_view(row: Post) -> PostView:
     return PostView(
-        row.id, row.channel.username, row.message_id, row.permalink, row.date, row.text,
-        list(row.entities or []), list(row.links or []), list(row.media or []),
+        row.id,
+        row.channel.username,
+        row.message_id,
+        row.permalink,
+        row.date,
+        row.text,
+        list(row.entities or []),
+        list(row.links or []),
+        list(row.media or []),
     )
 
 
@@ -135,7 +142,9 @@ class Store:
         with self.session() as s:
             return [_source_info(row) for row in s.scalars(select(Source).order_by(Source.id))]
 
-    def touch_source(self, location: str, fmt: str, channel_hint: str | None, digest: str, summary: str) -> None:
+    def touch_source(
+        self, location: str, fmt: str, channel_hint: str | None, digest: str, summary: str
+    ) -> None:
         """Record a source as seen without re-reading it (its content is unchanged)."""
         with self.session() as s:
             _upsert_source(s, location, fmt, channel_hint, digest, summary)
@@ -157,27 +166,34 @@ class Store:
     # --- reading --------------------------------------------------------------------------
     def count_source_posts(self, location: str) -> int:
         with self.session() as s:
-            return s.scalar(
-                select(func.count()).select_from(Post).join(Source, Post.source_id == Source.id)
-                .where(Source.location == location)
-            ) or 0
+            return (
+                s.scalar(
+                    select(func.count())
+                    .select_from(Post)
+                    .join(Source, Post.source_id == Source.id)
+                    .where(Source.location == location)
+                )
+                or 0
+            )
 
     def get_post(self, channel: str, message_id: int) -> PostView | None:
         """The post `t.me/<channel>/<message_id>`, or None when the store does not hold it."""
         with self.session() as s:
             row = s.scalar(
-                select(Post).join(Channel).where(
-                    Channel.username == channel.lstrip("@"), Post.message_id == message_id
-                ).order_by(Post.id).limit(1)
+                select(Post)
+                .join(Channel)
+                .where(Channel.username == channel.lstrip("@"), Post.message_id == message_id)
+                .order_by(Post.id)
+                .limit(1)
             )
             return post_view(row) if row else None
 
     def known_message_ids(self, username: str) -> set[int]:
         with self.session() as s:
             rows = s.scalars(
-                select(Post.message_id).join(Channel).where(
-                    Channel.username == username.lstrip("@"), Post.message_id.is_not(None)
-                )
+                select(Post.message_id)
+                .join(Channel)
+                .where(Channel.username == username.lstrip("@"), Post.message_id.is_not(None))
             )
             return set(rows)
 

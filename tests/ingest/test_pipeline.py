@@ -129,7 +129,10 @@ def test_stats_json(tmp_path, sample_corpus):
     runner = CliRunner()
     for module in COMMAND_MODULES:
         __import__(module)
-    assert runner.invoke(app, ["ingest", str(sample_corpus), "--data-dir", str(data), "--no-index"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["ingest", str(sample_corpus), "--data-dir", str(data), "--no-index"]).exit_code
+        == 0
+    )
     result = runner.invoke(app, ["stats", "--json", "--data-dir", str(data)])
     stats = json.loads(result.output)
     assert stats["posts"] == 56 and stats["channels"] == 3
