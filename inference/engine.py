@@ -246,6 +246,7 @@ class Engine:
         with self._cond:
             return {
                 "running": len(self.running),
+                "prefilling": sum(1 for r in self.running if not r.output),
                 "waiting": len(self.waiting),
                 "free_slots": len(self.cache.free),
                 "max_batch": self.config.max_batch,

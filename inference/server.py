@@ -174,6 +174,7 @@ def create_app(
             "model": name,
             "attention": served.attention,
             "weights": served.weights,
+            "cuda_graphs": engine.graphs is not None,
             **engine.stats(),
         }
 

@@ -97,6 +97,7 @@ def test_models_and_health(server, client):
     health = httpx.get(server["base"] + "/health").json()
     assert health["status"] == "ok" and health["max_batch"] == MAX_BATCH
     assert health["weights"] == "gptq-4bit" and health["attention"] == "torch"
+    assert health["cuda_graphs"] is False and health["prefilling"] == 0  # CPU: no graphs
 
 
 def test_chat_non_streaming_counts_usage(server, client):
