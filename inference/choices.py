@@ -185,7 +185,8 @@ def usage_of(finished: list[Event]) -> Usage:
     """The prompt counts once (the n choices share it); completion tokens add up over the choices."""
     prompt = finished[0].prompt_tokens if finished else 0
     completion = sum(ev.completion_tokens for ev in finished)
-    cached = PromptTokensDetails(cached_tokens=finished[0].cached_tokens if finished else 0)
+    # prompt tokens every choice found in the cache (the choices may land in different slots)
+    cached = PromptTokensDetails(cached_tokens=min((ev.cached_tokens for ev in finished), default=0))
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,

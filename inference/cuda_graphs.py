@@ -69,6 +69,8 @@ class DecodeGraphs:
             graphs.verify()
         except Exception as exc:  # capture is an optimisation: never refuse to serve over it
             log.warning("CUDA graphs unavailable (%s); decoding eagerly", exc)
+            # a capture that failed half-way can leave its side stream current: serve on the default
+            torch.cuda.set_stream(torch.cuda.default_stream())
             return None
         log.info("captured decode CUDA graphs for batch sizes %s", [b.size for b in graphs.buckets])
         return graphs

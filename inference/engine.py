@@ -35,6 +35,11 @@ from inference.tokenizer import ChatTokenizer, TextStream
 log = logging.getLogger(__name__)
 
 
+# prompt tokens per pass when a prompt is scored: its logits at every position, 256 x 152k fp32
+# (~150 MB plus the log-softmax), instead of whole prompts' worth
+SCORING_CHUNK = 256
+
+
 class QueueFullError(InferenceError):
     """Every cache slot is busy and the wait queue is full; retry later."""
 
@@ -155,9 +160,12 @@ class KVCache:
         self.free.append(slot)
         self.kept[slot] = tokens
 
-    def prefill_view(self, slot: int, start: int, n: int) -> KVView:
-        """n prompt tokens of one request written from position `start` of its slot."""
-        return self._view([slot], [start], [start + n], host=True)
+    def prefill_view(self, slot: int, start: int, n: int, *, first: bool) -> KVView:
+        """n prompt tokens of one request written from position `start` of its slot; `first`: the
+        request's first prefill pass (see KVView.fresh_mean)."""
+        view = self._view([slot], [start], [start + n], host=True)
+        view.fresh_mean = first
+        return view
 
     def decode_view(self, slots: list[int], positions: list[int], *, host: bool) -> KVView:
         """One new token per row at `positions`; host=False leaves out the host ints (in-place decode)."""
@@ -329,8 +337,10 @@ class Engine:
         dev = self.config.device
         start, total = req.prefilled, len(req.prompt_ids)
         n = total - start if budget is None else min(total - start, budget)
+        if req.params.prompt_logprobs is not None:  # its (n, vocab) logits are kept: bound them
+            n = min(n, SCORING_CHUNK)
         ids = torch.tensor([req.prompt_ids[start : start + n]], device=dev)  # (1, n)
-        kv = self.cache.prefill_view(req.slot, start, n)
+        kv = self.cache.prefill_view(req.slot, start, n, first=start == req.cached_tokens)
         positions = torch.arange(start, start + n, device=dev)[None]
         scoring = req.params.prompt_logprobs
         logits = self.model(ids, positions, kv, last_only=scoring is None)  # (1, 1 or n, V)

@@ -258,6 +258,9 @@ class KVView:
     host_start: list[int] | None = None
     kmax: int = 0  # max(kv_lens) when the host ints are kept
     k_mean: list[torch.Tensor] | None = None
+    # prefill: this pass is the request's first (the cached positions before it may come from a
+    # reused prefix), so k_mean is recomputed over them; later chunks update it as a running mean
+    fresh_mean: bool = True
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v (B, Hkv, T, D) at their positions; return the keys/values to attend over."""
@@ -270,8 +273,12 @@ class KVView:
             s, p = self.host_slots[0], self.host_start[0]
             kc[s, :, p : p + t] = k[0]
             vc[s, :, p : p + t] = v[0]
-            if self.k_mean is not None and p == 0:  # a prompt: its keys' mean smooths later decodes
-                self.k_mean[layer][s] = k[0].float().mean(dim=1)
+            if self.k_mean is not None:  # the prompt's keys' mean smooths its later decode steps
+                if self.fresh_mean:
+                    self.k_mean[layer][s] = kc[s, :, : p + t].float().mean(dim=1)  # (Hkv, D)
+                else:
+                    prompt_sum = self.k_mean[layer][s] * p + k[0].float().sum(dim=1)
+                    self.k_mean[layer][s] = prompt_sum / (p + t)
             return kc[s : s + 1, :, :kmax], vc[s : s + 1, :, :kmax]
         if t != 1:
             raise ValueError("batched passes must be single-token decode steps")

@@ -9,7 +9,9 @@ the filtering and the draw run on the device for all rows at once and only B tok
 asked-for log-probabilities) come back, in one transfer.
 
 Reproducibility: each request keeps its own CPU `torch.Generator`; a sampled row draws exactly one
-uniform number from it, so a seeded request gives the same tokens whatever else shares its batch.
+uniform number from it, so a seeded request draws the same numbers whatever else shares its batch
+(and the same tokens wherever its logits are the same: on CUDA the int4 matmul's tiling and split-K
+order can change the last bits with the batch size).
 The draw is by inverse CDF: the token whose probability interval contains u (masked tokens have zero
 width and are never picked).
 """

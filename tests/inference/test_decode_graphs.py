@@ -35,14 +35,9 @@ def quant_model(tmp_path_factory):
     return to_random_gptq_(model, group=32, backend="triton"), device
 
 
-def engine_for(model, device: str, *, static: bool, max_batch: int = 4, prefill_chunk: int = 512) -> Engine:
+def engine_for(model, device: str, *, static: bool, max_batch: int = 4, **config) -> Engine:
     cfg = EngineConfig(
-        max_batch=max_batch,
-        max_context=64,
-        device=device,
-        dtype=torch.float16,
-        cuda_graphs=False,
-        prefill_chunk=prefill_chunk,
+        max_batch=max_batch, max_context=64, device=device, dtype=torch.float16, cuda_graphs=False, **config
     )
     engine = Engine(model, None, cfg)
     if static:  # what the engine sets up on CUDA, minus the capture
@@ -85,6 +80,49 @@ def test_chunked_prefill_through_the_quantized_kernels_gives_the_same_tokens(qua
     model, device = quant_model
     whole = generate_all(engine_for(model, device, static=True), PROMPTS)
     assert generate_all(engine_for(model, device, static=True, prefill_chunk=3), PROMPTS) == whole
+
+
+def _prompt_key_mean(engine: Engine, slot: int, n: int, layer: int = 0) -> torch.Tensor:
+    return engine.cache.k[layer][slot, :, :n].float().mean(dim=1)  # (Hkv, D)
+
+
+def _run_all(engine: Engine, prompts: list[list[int]]) -> list:
+    reqs = []
+    for p in prompts:
+        reqs.append(engine.submit(p, SamplingParams(max_tokens=2, temperature=0), lambda ev: None))
+    while engine.running or engine.waiting:
+        engine.step()
+    return reqs
+
+
+def test_k_mean_is_the_prompts_mean_when_a_chunk_boundary_splits_it(quant_model):
+    """KVView documents k_mean as "the keys' mean over each slot's prompt"; with chunked prefill the
+    second prompt of a step gets the budget's leftover (here 1 token), and k_mean becomes the key of
+    token 0 alone (typically the BOS / attention-sink key, the worst smoothing vector)."""
+    model, device = quant_model
+    engine = engine_for(model, device, static=False, max_batch=2, prefill_chunk=8, prefix_reuse_min=0)
+    a = [(5 * i + 1) % 200 for i in range(7)]
+    b = [(7 * i + 3) % 200 for i in range(20)]
+    _ra, rb = _run_all(engine, [a, b])
+    got = engine.cache.k_mean[0][rb.slot]
+    assert torch.allclose(got, _prompt_key_mean(engine, rb.slot, len(b)), atol=1e-2), (
+        "k_mean holds the mean of the first chunk only; first-chunk key vs k_mean max diff "
+        f"{(got - engine.cache.k[0][rb.slot, :, 0].float()).abs().max().item():.3g}"
+    )
+
+
+def test_k_mean_is_refreshed_when_a_prefix_is_reused(quant_model):
+    """With prefix reuse the prefill starts at position > 0, so KVView.update never rewrites k_mean:
+    the slot keeps the previous request's mean (its whole, different prompt)."""
+    model, device = quant_model
+    engine = engine_for(model, device, static=False, max_batch=2, prefix_reuse_min=4)
+    shared = [(11 * i + 5) % 200 for i in range(6)]
+    first = [*shared, *[(3 * i + 100) % 200 for i in range(30)]]
+    (r1,) = _run_all(engine, [first])
+    (r2,) = _run_all(engine, [[*shared, 9, 9, 9]])
+    assert r2.slot == r1.slot and r2.cached_tokens == len(shared)
+    got = engine.cache.k_mean[0][r2.slot]
+    assert torch.allclose(got, _prompt_key_mean(engine, r2.slot, len(shared) + 3), atol=1e-2)
 
 
 def test_decode_step_is_graph_safe(quant_model):
