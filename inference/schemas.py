@@ -247,9 +247,18 @@ class TextOffsets:
     letter) gets the offset of that character; one that follows a dangling lead byte (random models
     emit those) comes after the U+FFFD the lead byte decodes to, as in the returned text."""
 
-    def __init__(self) -> None:
-        self.chars = 0  # characters decoded so far, not counting an unfinished one
+    def __init__(self, start: int = 0) -> None:
+        self.chars = start  # characters decoded so far, not counting an unfinished one
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    @classmethod
+    def for_echo(cls, text: str, prompt_ids: Sequence[int], piece: Piece) -> TextOffsets:
+        """Offsets into an echoed prompt's `text`. A SentencePiece vocabulary (Llama 2, Mistral)
+        prepends a space its decoder strips again: the first token's bytes start with a space the
+        text does not have, so counting starts one character early."""
+        first = next((raw for raw in (piece(t)[1] for t in prompt_ids) if raw), b"")
+        dummy_space = first.startswith(b" ") and not text.startswith(" ")
+        return cls(-1 if dummy_space else 0)
 
     def next(self, raw: bytes | None) -> int:
         raw = raw or b""
@@ -259,7 +268,7 @@ class TextOffsets:
         continues = still_open or (bool(text) and not text.startswith("\ufffd"))
         offset = self.chars if not pending or continues else self.chars + 1
         self.chars += len(text)
-        return offset
+        return max(offset, 0)
 
 
 def completion_logprobs(

@@ -271,6 +271,13 @@ def create_app(
             prefix = (
                 prompt if isinstance(prompt, str) else tok.hf.decode(prompt_ids, skip_special_tokens=True)
             )
+
+        def new_offsets() -> TextOffsets:
+            """text_offset counts from the start of the returned text, the echoed prompt included."""
+            if scoring is None:
+                return TextOffsets()
+            return TextOffsets.for_echo(prefix, prompt_ids, tok.token_piece)
+
         if not body.stream:
             choices = await runner.collect(request, reqs, queue)
             return Completion(
@@ -282,7 +289,7 @@ def create_app(
                         index=i,
                         text=prefix + c.text(),
                         finish_reason=c.last.finish_reason,
-                        logprobs=completion_logprobs(c.logprobs, tok.token_piece, TextOffsets())
+                        logprobs=completion_logprobs(c.logprobs, tok.token_piece, new_offsets())
                         if k is not None
                         else None,
                     )
@@ -290,7 +297,7 @@ def create_app(
                 ],
             )
 
-        offsets = [TextOffsets() for _ in reqs]  # text_offset goes on from chunk to chunk
+        offsets = [new_offsets() for _ in reqs]  # text_offset goes on from chunk to chunk
         # with prompt scores the echoed prompt rides in the first event's chunk, beside its scores
         unsent_prefix = [prefix if scoring is not None else "" for _ in reqs]
 

@@ -6,6 +6,8 @@ import logging
 
 import pytest
 
+from inference.sampling import TokenLogprob
+from inference.schemas import TextOffsets, completion_logprobs
 from inference.tokenizer import ChatTokenizer, TokenizerError
 from tests.inference._llm_helpers import train_tokenizer
 
@@ -112,3 +114,11 @@ def test_token_pieces_of_a_sentencepiece_vocabulary():
     ]
     assert b"".join(raw for _, raw in pieces).decode() == " " + text  # SentencePiece's prepended space
     assert tok.token_piece(hf.convert_tokens_to_ids("</s>")) == ("</s>", None)
+    # an echoed prompt's text_offset points into the text as returned (without the prepended space)
+    lps = [TokenLogprob(t, None if i == 0 else -1.0, []) for i, t in enumerate(ids)]
+    echo = completion_logprobs(lps, tok.token_piece, TextOffsets.for_echo(text, ids, tok.token_piece))
+    shown = [p.removeprefix(" ") if i == 0 else p for i, (p, _) in enumerate(pieces)]
+    for offset, piece in zip(echo.text_offset, shown, strict=True):
+        if not piece.startswith("bytes:"):
+            assert text[offset:].startswith(piece), (offset, piece)
+    assert echo.text_offset[-4:] == [len(text) - 1] * 4  # the emoji's four bytes: one character
