@@ -8,13 +8,9 @@ gathers the cache rows and calls the prefill function, which is fine on the CPU)
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
-from inference.kernels.device import kernel_available
-
-log = logging.getLogger(__name__)
+from inference.kernels.device import attention_kernels_apply, warn_full_precision_once
 
 
 class QuantAttention:
@@ -33,7 +29,6 @@ class QuantAttention:
         self._prefill = quant_attention.attention_auto
         self._decode = decode_attention.decode_attention
         self._max_head_dim = quant_attention.MAX_HEAD_DIM
-        self._warned = False
 
     def __call__(self, q, k, v, *, causal: bool, kv_lens: torch.Tensor | None = None) -> torch.Tensor:
         return self._prefill(q, k, v, causal=causal, kv_lens=kv_lens)
@@ -47,21 +42,9 @@ class QuantAttention:
         kv_lens: torch.Tensor,  # (B,)
         k_mean: torch.Tensor | None,  # (S, Hkv, D) float32
     ) -> torch.Tensor:
-        usable = (
-            q.shape[-1] <= self._max_head_dim
-            and kernel_available(q.device)
-            and (q.device.type == "cuda" or q.dtype == torch.float16)
-        )
-        if usable:
+        if attention_kernels_apply(q, self._max_head_dim):
             return self._decode(q.contiguous(), k_cache, v_cache, slots, kv_lens, k_mean)
-        if not self._warned:
-            log.warning(
-                "decode attention kernel unavailable for head_dim=%d, %s on %s; using full precision",
-                q.shape[-1],
-                q.dtype,
-                q.device,
-            )
-            self._warned = True
+        warn_full_precision_once("decode", q)
         return decode_full_precision(q, k_cache, v_cache, slots, kv_lens)
 
 

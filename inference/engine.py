@@ -8,9 +8,9 @@ Scheduling (continuous batching, as in Orca, Yu et al. OSDI'22): one loop; each 
 waiting requests into free cache slots, runs ONE batched decode step for every request that has
 started answering, then prefills waiting prompts up to `prefill_chunk` tokens (a long prompt takes
 several steps, so running streams are never held up by a whole prompt). Finished or cancelled
-requests leave between steps and free their slot. The KV cache is preallocated: `max_batch` slots of `max_context` positions, so memory is fixed
-at start; requests beyond the slots wait in a queue of at most `max_queue`, beyond that `submit`
-refuses with `QueueFullError`.
+requests leave between steps and free their slot. The KV cache is preallocated: `max_batch` slots
+of `max_context` positions, so memory is fixed at start; requests beyond the slots wait in a queue
+of at most `max_queue`, beyond that `submit` refuses with `QueueFullError`.
 """
 
 from __future__ import annotations

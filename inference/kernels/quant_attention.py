@@ -23,7 +23,6 @@ head_dim > 128 has no kernel: `attention` refuses it, `attention_auto` falls bac
 
 from __future__ import annotations
 
-import logging
 import math
 
 import torch
@@ -31,9 +30,7 @@ import triton
 import triton.language as tl
 
 from inference.errors import KernelInputError
-from inference.kernels.device import kernel_available, require_kernel_device
-
-log = logging.getLogger(__name__)
+from inference.kernels.device import attention_kernels_apply, require_kernel_device, warn_full_precision_once
 
 LOG2E = 1.4426950408889634
 MAX_HEAD_DIM = 128
@@ -393,17 +390,9 @@ def attention_full_precision(q, k, v, *, causal=False, sm_scale=None, kv_lens=No
     return torch.where(keep.any(dim=-1, keepdim=True), out, torch.zeros_like(out)).to(q.dtype)
 
 
-_warned_fallback = False
-
-
 def attention_auto(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=None):
     """The kernel when it applies (head_dim <= 128, CUDA or interpreter), full precision otherwise."""
-    global _warned_fallback
-    if (
-        q.shape[-1] <= MAX_HEAD_DIM
-        and kernel_available(q.device)
-        and (q.device.type == "cuda" or q.dtype == torch.float16)
-    ):
+    if attention_kernels_apply(q, MAX_HEAD_DIM):
         return attention(
             q.contiguous(),
             k.contiguous(),
@@ -413,11 +402,5 @@ def attention_auto(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_le
             smooth_k=smooth_k,
             kv_lens=kv_lens,
         )
-    if not _warned_fallback:
-        log.warning(
-            "quantized attention unavailable for head_dim=%d on %s; using full-precision attention",
-            q.shape[-1],
-            q.device,
-        )
-        _warned_fallback = True
+    warn_full_precision_once("quantized", q)
     return attention_full_precision(q, k, v, causal=causal, sm_scale=sm_scale, kv_lens=kv_lens)
