@@ -20,6 +20,7 @@ from crosspost.model import SourcePost  # noqa: E402
 from crosspost.service import DEFAULT_TARGETS, convert  # noqa: E402
 from ingest.pipeline import ingest_locations  # noqa: E402
 from rag.errors import AppError  # noqa: E402
+from rag.samples import SAMPLE_CORPUS  # noqa: E402
 from rag.store import open_store  # noqa: E402
 from rag.store.conversions import iter_post_views  # noqa: E402
 
@@ -30,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = open_store(f"sqlite:///{Path(tmp) / 'bench.sqlite3'}")
-        ingest_locations(store, [str(REPO / "samples" / "corpus")])
+        ingest_locations(store, [str(SAMPLE_CORPUS)])
         posts = [
             SourcePost(text=v.text, entities=v.entities, permalink=v.permalink, origin=f"post {v.id}")
             for v in iter_post_views(store)

@@ -1,6 +1,6 @@
 """Perplexity of a tiny Llama trained here on the bundled corpus: full precision vs RTN vs GPTQ.
 
-Trains a small Llama-architecture model (BPE tokenizer from `tokenizers`) on samples/corpus for a
+Trains a small Llama-architecture model (BPE tokenizer from `tokenizers`) on rag/samples/corpus for a
 few CPU minutes, calibrates on 128-token windows of the training split, and reports held-out
 perplexity for RTN and GPTQ (plain and act-order) at 4 and 3 bits, group 128 and per channel.
 Targets (issue 4): GPTQ <= RTN at 4 bits; at 3 bits GPTQ's increase over fp <= half of RTN's.

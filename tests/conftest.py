@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rag.samples import SAMPLE_CORPUS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CORPUS = REPO / "samples" / "corpus"
 
 
 @pytest.fixture

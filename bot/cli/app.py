@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bot.settings import Settings, load_settings
+from rag.samples import SAMPLE_CORPUS as SAMPLE_CORPUS  # package data: the demo's corpus
 
 app = typer.Typer(
     name="research-bot",
@@ -27,9 +28,6 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Data folder (database, indexes, caches) [env: RESEARCH_BOT_DATA_DIR]"),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text")]
-
-# Bundled sample corpus: the five channel pages, next to the packages in a source checkout.
-SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "samples" / "corpus"
 
 
 def progress_bar(label: str, *, hidden: bool = False) -> Progress:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "samples" / "corpus"
+# A path, not an import: inference/ does not depend on rag/ (the corpus is package data there).
+SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "rag" / "samples" / "corpus"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"

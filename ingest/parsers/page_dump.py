@@ -1,6 +1,6 @@
 """Text dumps of captured Telegram channel pages (tgoop.com-style mirrors, t.me previews saved as text).
 
-Two shapes occur (see samples/corpus/):
+Two shapes occur (see rag/samples/corpus/):
 - a single-post page: first line `<CHANNEL> Telegram <id>`, the post as a preview copy, a
   `tgoop.com/<channel>/<id>` line, the full copy, `BY <title>`, then site boilerplate;
 - a channel page: sidebar junk (other channels' names), a header (`<title> avatar` or

@@ -10,7 +10,6 @@ import threading
 import warnings
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import grapheme
 import pytest
@@ -23,8 +22,8 @@ from crosspost.counters import mastodon_length, utf16_length
 from crosspost.model import SourcePost
 from crosspost.parse import doc_from_source
 from crosspost.tokens import find_tokens
+from rag.samples import SAMPLE_CORPUS
 
-REPO = Path(__file__).resolve().parents[2]
 INDEPENDENT_COUNTERS: dict[str, Callable[[str], int]] = {
     # X and Bluesky are measured with the libraries directly, not through crosspost's wrappers.
     "x": lambda text: parse_tweet(text).weightedLength,
@@ -41,7 +40,7 @@ def corpus_store(tmp_path_factory):
     from rag.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path_factory.mktemp('xp') / 'corpus.sqlite3'}")
-    report = ingest_locations(store, [str(REPO / "samples" / "corpus")])
+    report = ingest_locations(store, [str(SAMPLE_CORPUS)])
     assert report.ok, report.errors
     yield store
     store.close()

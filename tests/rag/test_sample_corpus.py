@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli.main import main
+from rag.samples import SAMPLE_CORPUS
 
 QA = Path(__file__).resolve().parents[1] / "data" / "qa_sample.jsonl"
 
@@ -57,9 +58,7 @@ def test_question_set_meets_the_targets(demo):
 
 def test_reingest_is_incremental(demo):
     data, _ = demo
-    out = _run(
-        ["ingest", str(Path(__file__).resolve().parents[2] / "samples" / "corpus"), "--data-dir", str(data)]
-    )
+    out = _run(["ingest", str(SAMPLE_CORPUS), "--data-dir", str(data)])
     assert "indexed: +0 / -0 chunks (0 embedded" in out
 
 
