@@ -19,6 +19,10 @@ head h // (Hq/Hkv)), head_dim 64/96/128 (96 is padded to 128 in registers with m
 per-sequence key lengths `kv_lens` for padded batches (keys ≥ kv_lens[b] are masked and excluded
 from the smoothing mean and the quantization scales; causal alignment uses kv_lens[b]).
 head_dim > 128 has no kernel: `attention` refuses it, `attention_auto` falls back to full precision.
+Key loop (as FlashAttention-2 does it): each query tile walks first the key blocks every one of its
+rows sees (no length or causal test at all), then the few blocks that cross its diagonal or the end
+of the keys, masked; causal tiles stop at their last row's diagonal, so the upper triangle costs
+nothing. Tile sizes, warps and stages come from the table in inference/kernels/configs.py.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ import triton
 import triton.language as tl
 
 from inference.errors import KernelInputError
+from inference.kernels.configs import attention_config
 from inference.kernels.device import attention_kernels_apply, require_kernel_device, warn_full_precision_once
 
 LOG2E = 1.4426950408889634
 MAX_HEAD_DIM = 128
-BLOCK_M = 128  # query rows per program and per Q scale (SageAttention uses 128 too)
-BLOCK_N = 64  # key rows per inner step and per K scale
+BLOCK_M = 128  # query rows per Q scale (SageAttention uses 128 too); tiles: configs.AttnConfig
+BLOCK_N = 64  # key rows per K scale
 
 
 @triton.jit
@@ -80,6 +85,68 @@ def _quant_rows_kernel(
 
 
 @triton.jit
+def _attn_inner(
+    acc,
+    l_i,
+    m_i,
+    q,
+    q_scale,
+    k_ptr,
+    ks_ptr,
+    v_ptr,
+    kv_base,
+    ks_base,
+    offs_m,
+    offs_d,
+    kv_len,
+    offset,
+    lo,
+    hi,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    K_QBLOCK: tl.constexpr,
+    MASKED: tl.constexpr,
+    CAUSAL: tl.constexpr,
+):
+    """Keys lo..hi (lo a multiple of BLOCK_N) into the online softmax. MASKED=False: every key of
+    every block is visible to every row (no length or causal test, no -inf, no guard for empty rows)."""
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)  # (BN,)
+        ptrs = kv_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :]  # (BN, BD)
+        if MASKED:
+            valid_n = offs_n < kv_len
+            kv_mask = valid_n[:, None] & (offs_d < HEAD_DIM)[None, :]
+        else:
+            kv_mask = (offs_d < HEAD_DIM)[None, :]  # all true unless head_dim 96 is padded to 128
+        k = tl.load(k_ptr + ptrs, mask=kv_mask, other=0)  # (BN, BD) int8
+        if BLOCK_N > K_QBLOCK:  # the tile spans several K scale blocks: one scale per key row
+            k_scale = tl.load(ks_ptr + ks_base + offs_n // K_QBLOCK, mask=offs_n < kv_len, other=0.0)
+            s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32) * (q_scale * k_scale[None, :])
+        else:
+            k_scale = tl.load(ks_ptr + ks_base + start_n // K_QBLOCK)
+            s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32) * (q_scale * k_scale)
+        # s: (BM, BN) logits in log2 units
+        if MASKED:
+            keep = valid_n[None, :]
+            if CAUSAL:
+                keep = keep & (offs_n[None, :] <= offset + offs_m[:, None])
+            s = tl.where(keep, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no visible key yet
+        else:
+            m_new = tl.maximum(m_i, tl.max(s, axis=1))
+            m_safe = m_new
+        p = tl.math.exp2(s - m_safe[:, None])  # (BM, BN)
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_ptr + ptrs, mask=kv_mask, other=0.0)  # (BN, BD) fp16/bf16
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
 def _attn_fwd_kernel(
     q_ptr,
     qs_ptr,
@@ -100,6 +167,8 @@ def _attn_fwd_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    Q_QBLOCK: tl.constexpr,
+    K_QBLOCK: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
@@ -120,43 +189,34 @@ def _attn_fwd_kernel(
         mask=(offs_m < Tq)[:, None] & mask_d[None, :],
         other=0,
     )  # (BM, BD) int8
-    q_scale = tl.load(qs_ptr + pid_bh * n_qblocks + pid_m)  # includes sm_scale * log2(e)
+    # Q_QBLOCK is a multiple of BLOCK_M: the tile lies in one Q scale block (scale has sm_scale·log2 e)
+    q_scale = tl.load(qs_ptr + pid_bh * n_qblocks + (pid_m * BLOCK_M) // Q_QBLOCK)
 
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
     l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
-    hi = kv_len
+    # Two ranges of key blocks: [0, full_hi) is visible to every row of the tile (no masking at all),
+    # [full_hi, hi) holds the diagonal (causal) and the last partial block (masked). Causal tiles stop
+    # at their last row's diagonal, so the blocks above it cost nothing, and only the 2-3 blocks
+    # crossing the diagonal pay for the mask.
     if CAUSAL:
-        hi = tl.minimum(kv_len, tl.maximum(offset + (pid_m + 1) * BLOCK_M, 0))  # later keys are all masked
+        first_row = offset + pid_m * BLOCK_M  # the tile's first row sees keys <= first_row
+        last_row = offset + tl.minimum((pid_m + 1) * BLOCK_M, Tq) - 1
+        full_hi = (tl.minimum(tl.maximum(first_row + 1, 0), kv_len) // BLOCK_N) * BLOCK_N
+        hi = tl.minimum(tl.maximum(last_row + 1, 0), kv_len)
+    else:
+        full_hi = (kv_len // BLOCK_N) * BLOCK_N
+        hi = kv_len
     kv_base = bhk.to(tl.int64) * Tk * HEAD_DIM
-    for start_n in range(0, hi, BLOCK_N):
-        offs_n = start_n + tl.arange(0, BLOCK_N)  # (BN,)
-        valid_n = offs_n < kv_len
-        k = tl.load(
-            k_ptr + kv_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :],
-            mask=valid_n[:, None] & mask_d[None, :],
-            other=0,
-        )  # (BN, BD) int8
-        k_scale = tl.load(ks_ptr + bhk * n_kblocks + start_n // BLOCK_N)
-        s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32) * (
-            q_scale * k_scale
-        )  # (BM, BN) log2 units
-        keep = valid_n[None, :]
-        if CAUSAL:
-            keep = keep & (offs_n[None, :] <= offset + offs_m[:, None])
-        s = tl.where(keep, s, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with no visible key yet
-        p = tl.math.exp2(s - m_safe[:, None])  # (BM, BN)
-        alpha = tl.math.exp2(m_i - m_safe)
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(
-            v_ptr + kv_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :],
-            mask=valid_n[:, None] & mask_d[None, :],
-            other=0.0,
-        )  # (BN, BD) fp16/bf16
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-        m_i = m_new
+    ks_base = bhk * n_kblocks
+    acc, l_i, m_i = _attn_inner(
+        acc, l_i, m_i, q, q_scale, k_ptr, ks_ptr, v_ptr, kv_base, ks_base, offs_m, offs_d, kv_len, offset,
+        0, full_hi, HEAD_DIM, BLOCK_D, BLOCK_N, K_QBLOCK, False, CAUSAL,
+    )  # fmt: skip
+    acc, l_i, m_i = _attn_inner(
+        acc, l_i, m_i, q, q_scale, k_ptr, ks_ptr, v_ptr, kv_base, ks_base, offs_m, offs_d, kv_len, offset,
+        full_hi, hi, HEAD_DIM, BLOCK_D, BLOCK_N, K_QBLOCK, True, CAUSAL,
+    )  # fmt: skip
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # rows that see no key output zeros
     tl.store(
         o_ptr + q_base + offs_m[:, None] * HEAD_DIM + offs_d[None, :],
@@ -250,16 +310,9 @@ def quantize_rows(
     return out, scales
 
 
-def _launch_params(head_dim: int, device: torch.device) -> dict:
-    if device.type != "cuda":
-        return {"num_warps": 4, "num_stages": 1}
-    # (BLOCK_M 128, BLOCK_N 64, 4 warps, 3 stages) was the fastest of 16 configurations on an H100
-    # for head_dim 64 and 128, causal or not, 4k and 16k tokens.
-    return {"num_warps": 4, "num_stages": 3}
-
-
-def attention(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=None):
-    """Quantized attention via the Triton kernels; q (B, Hq, Tq, D), k/v (B, Hkv, Tk, D) -> (B, Hq, Tq, D)."""
+def attention(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=None, config=None):
+    """Quantized attention via the Triton kernels; q (B, Hq, Tq, D), k/v (B, Hkv, Tk, D) -> (B, Hq, Tq, D).
+    `config` (an AttnConfig) overrides the tile table in inference/kernels/configs.py (sweeps)."""
     b, hq, hkv, tk, d = _check_inputs(q, k, v, kv_lens, kernel=True)
     if d > MAX_HEAD_DIM:
         raise KernelInputError(
@@ -276,7 +329,9 @@ def attention(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=No
     mean = _key_mean(k, lens) if smooth_k else None
     q_i8, q_scale = quantize_rows(q, BLOCK_M, extra_scale=sm_scale * LOG2E)
     k_i8, k_scale = quantize_rows(k, BLOCK_N, mean=mean, kv_lens=lens)
-    grid = (triton.cdiv(tq, BLOCK_M), b * hq)
+    cfg = config or attention_config(d, q.device)
+    cfg.check()
+    grid = (triton.cdiv(tq, cfg.block_m), b * hq)
     _attn_fwd_kernel[grid](
         q_i8,
         q_scale,
@@ -295,9 +350,12 @@ def attention(q, k, v, *, causal=False, sm_scale=None, smooth_k=True, kv_lens=No
         HAS_LENS=lens is not None,
         HEAD_DIM=d,
         BLOCK_D=triton.next_power_of_2(d),
-        BLOCK_M=BLOCK_M,
-        BLOCK_N=BLOCK_N,
-        **_launch_params(d, q.device),
+        BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n,
+        Q_QBLOCK=BLOCK_M,
+        K_QBLOCK=BLOCK_N,
+        num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages if q.device.type == "cuda" else 1,
     )
     return out
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from inference.errors import KernelInputError
+from inference.kernels.configs import ATTN_CANDIDATES, AttnConfig, attention_config
 from inference.kernels.quant_attention import (
     attention,
     attention_auto,
@@ -65,6 +66,49 @@ def test_accuracy_against_exact_attention(kernel_device, name, b, hq, hkv, tq, t
     # the kernel computes the same quantized math as its torch twin up to fp16 output rounding
     ref = attention_reference(q.cpu(), k.cpu(), v.cpu(), causal=causal)
     assert (out.float().cpu() - ref.float()).abs().max().item() < 2e-3
+
+
+# tiles smaller and larger than the quantization blocks (Q 128 rows, K 64 keys): the same numbers
+CONFIGS = [AttnConfig(16, 16, 4, 1), AttnConfig(32, 128, 4, 1), AttnConfig(64, 32, 4, 1)]
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"m{c.block_m}n{c.block_n}")
+def test_every_tile_shape_computes_the_same_quantized_attention(kernel_device, cfg, causal):
+    """T = 83 queries, 150 keys: no length is a multiple of a tile, causal tiles end mid-block, and
+    some tiles have an unmasked range before their diagonal blocks."""
+    q, k, v = qkv(1, 4, 2, 83, 150, 64, k_bias=2.0, seed=9, device=kernel_device)
+    out = attention(q, k, v, causal=causal, config=cfg)
+    ref = attention_reference(q.cpu(), k.cpu(), v.cpu(), causal=causal)
+    assert (out.float().cpu() - ref.float()).abs().max().item() < 2e-3
+    assert metrics(out, attention_exact(q, k, v, causal=causal))[0] >= 0.9995
+
+
+def test_causal_tiles_never_read_keys_past_their_last_row(kernel_device):
+    """Key blocks wholly above a tile's diagonal are skipped, not masked: NaN values there (which a
+    masked block would turn into NaN outputs, since 0 * NaN = NaN in P·V) never reach rows 0..31."""
+    q, k, v = qkv(1, 1, 1, 64, 64, 64, seed=10, device=kernel_device)
+    v[:, :, 32:] = float("nan")
+    out = attention(q, k, v, causal=True, config=AttnConfig(16, 16, 4, 1))
+    exact = attention_exact(q[:, :, :32], k[:, :, :32], v[:, :, :32], causal=True)
+    assert torch.isfinite(out[:, :, :32]).all()
+    assert metrics(out[:, :, :32], exact)[0] >= 0.9995
+
+
+def test_launch_table_covers_the_served_head_dims():
+    for d in (64, 96, 128):
+        for dev in (
+            (torch.device("cpu"), torch.device("cuda", 0))
+            if torch.cuda.is_available()
+            else [torch.device("cpu")]
+        ):
+            cfg = attention_config(d, dev)
+            cfg.check()
+    assert attention_config(128, torch.device("cpu")).num_stages == 1  # the interpreter
+    for cfg in ATTN_CANDIDATES:
+        cfg.check()
+    with pytest.raises(KernelInputError, match="block_m must be"):
+        AttnConfig(96, 64).check()
 
 
 def test_smoothing_matters_on_biased_keys(kernel_device):
