@@ -2,16 +2,20 @@
 
 - `twitter`: X's weighted length via `twitter-text-parser` (URLs count `url_length`, CJK and emoji 2).
 - `graphemes`: user-perceived characters (Bluesky's 300), via the `grapheme` package.
-- `mastodon`: graphemes after Mastodon's own substitutions: every http(s) URL counts
-  `url_length` (23), `@user@domain` counts as `@user` (app/validators/status_length_validator.rb).
+- `mastodon`: graphemes after Mastodon's own substitutions (`crosspost.mastodon_count`): URLs
+  with a scheme count `url_length` (23) unless longer than 4,096, `@user@domain` counts as `@user`
+  unless the domain is longer than 253 (app/validators/status_length_validator.rb).
 - `utf16`: UTF-16 code units, what a JavaScript `.length` counts (Threads, LinkedIn: the
   conservative choice, since an emoji there counts 2 and never less than its graphemes).
 - `chars`: code points.
+
+A rule may add `max_bytes`, a second limit in UTF-8 bytes (Bluesky: 300 graphemes AND 3,000
+bytes, the app.bsky.feed.post record's `maxGraphemes`/`maxLength`): `fit_measure` folds both into
+one number the splitter compares with `limit`.
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
@@ -25,11 +29,11 @@ with warnings.catch_warnings():  # twitter-text still imports pkg_resources (set
     from twitter_text.extract_emojis import extract_emojis_with_indices
     from twitter_text.get_character_weight import get_character_weight
 
-from crosspost.tokens import extract_urls_with_indices, find_urls
+from crosspost import mastodon_count
+from crosspost.tokens import extract_urls_with_indices
 from ingest.clean import utf16_len
 
 Counter = Callable[[str], int]
-_MASTODON_MENTION = re.compile(r"(?<![\w@])(@[A-Za-z0-9_]+)@[\w.-]+\.[a-z]{2,}", re.I)
 
 
 @lru_cache(maxsize=8)
@@ -48,16 +52,11 @@ def grapheme_length(text: str) -> int:
 
 
 def mastodon_length(text: str, url_length: int = 23) -> int:
-    text = _MASTODON_MENTION.sub(r"\1", text)
-    pieces, cursor, urls = [], 0, 0
-    for start, end in find_urls(text):
-        if not re.match(r"https?://", text[start:end], re.I):
-            continue  # Mastodon links only URLs with a scheme
-        pieces.append(text[cursor:start])
-        cursor = end
-        urls += 1
-    pieces.append(text[cursor:])
-    return grapheme.length("".join(pieces)) + urls * url_length
+    return grapheme.length(mastodon_count.countable_text(text, url_length))
+
+
+def utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def utf16_length(text: str) -> int:
@@ -110,11 +109,8 @@ def prefix_lengths(name: str, text: str, url_length: int = 23) -> list[int]:
     if name in ("graphemes", "mastodon"):
         weights = _grapheme_marks(text)
         if name == "mastodon":
-            for match in _MASTODON_MENTION.finditer(text):
-                weights[match.end(1) : match.end()] = [0] * (match.end() - match.end(1))
-            for start, end in find_urls(text):
-                if re.match(r"https?://", text[start:end], re.I):
-                    weights[start:end] = [url_length] + [0] * (end - start - 1)
+            for start, end, size in mastodon_count.entities(text):
+                weights[start:end] = [url_length if size < 0 else size] + [0] * (end - start - 1)
         return _prefix(weights)
     if name == "utf16":
         return _prefix([2 if ord(ch) > 0xFFFF else 1 for ch in text])
@@ -124,3 +120,15 @@ def prefix_lengths(name: str, text: str, url_length: int = 23) -> list[int]:
 def make_counter(name: str, url_length: int = 23) -> Counter:
     function = COUNTERS[name]
     return lambda text: function(text, url_length)
+
+
+def fit_measure(count: Counter, limit: int, max_bytes: int | None) -> Counter:
+    """One number to compare with `limit` that is within it exactly when the text is within both
+    `limit` by `count` and `max_bytes` in UTF-8: max(count, ceil(bytes * limit / max_bytes))."""
+    if not max_bytes:
+        return count
+    return lambda text: max(count(text), -(-utf8_length(text) * limit // max_bytes))
+
+
+def byte_prefix(text: str) -> list[int]:
+    return _prefix([len(ch.encode("utf-8", "surrogatepass")) for ch in text])

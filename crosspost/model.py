@@ -81,3 +81,4 @@ class SourcePost:
     markdown: bool = False
     origin: str = "text"  # what to call the source in messages and JSON
     post_id: int | None = None  # the store's id, when it came from the store
+    repaired: int = 0  # lone UTF-16 surrogates replaced by U+FFFD while reading the source

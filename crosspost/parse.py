@@ -14,7 +14,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from crosspost.model import Block, Doc, Line, SourcePost, Span
-from crosspost.tokens import EMAIL, HASHTAG, MENTION, find_urls
+from crosspost.tokens import EMAIL, extract_hashtags, find_mentions, find_urls
 
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 
@@ -84,8 +84,9 @@ def doc_from_entities(text: str, entities: list[dict[str, Any]] | None = None) -
 
 def _detect_plain_tokens(text: str, attrs: list[_Attr]) -> None:
     found = [(s, e, "url") for s, e in find_urls(text)]
-    for pattern, kind in ((EMAIL, "email"), (MENTION, "mention"), (HASHTAG, "hashtag")):
-        found += [(m.start(), m.end(), kind) for m in pattern.finditer(text)]
+    found += [(s, e, "mention") for s, e in find_mentions(text)]
+    found += [(m.start(), m.end(), "email") for m in EMAIL.finditer(text)]
+    found += [(s, e, "hashtag") for s, e in extract_hashtags(text)]
     for start, end, kind in sorted(found):
         chunk = attrs[start:end]
         if all(a.kind == "text" and not a.code and not a.pre and a.url is None for a in chunk):

@@ -2,8 +2,9 @@
 
 Plain rendering returns the text plus where its links are (for Bluesky facets) and which ranges
 must never be split (URLs, mentions, hashtags, code). Bold/italic have no plain-text form and are
-dropped; inline code keeps its backticks; a text link becomes `anchor (URL)` unless the network
-can carry the URL behind the anchor (Bluesky facets).
+dropped; inline code keeps its backticks and a code block its ``` fences (the splitter may cut a
+long block between lines, closing and reopening the fence); a text link becomes `anchor (URL)`
+unless the network can carry the URL behind the anchor (Bluesky facets).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from crosspost.model import Block, Doc, Line, Span
+from crosspost.split import CodeRange
 
 DASH_BULLET = re.compile(r"^(\s*)[-*+](\s+)")
 TEXT_BULLET = re.compile(r"^\s*(?:\\?[-*+]|[•‣▪◦])\s+")  # dropped in Markdown, where "- " is the bullet
@@ -25,6 +27,7 @@ class Link:
     start: int
     end: int
     url: str
+    shown: bool = True  # the text shows this URL in full (not an anchor, not shortened)
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Rendered:
     links: list[Link] = field(default_factory=list)  # anchor or URL ranges and their targets
     protected: list[tuple[int, int]] = field(default_factory=list)
     tags: list[tuple[int, int]] = field(default_factory=list)  # hashtag ranges
+    code: list[CodeRange] = field(default_factory=list)  # fenced code blocks
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,22 @@ class _Writer:
         self.size = 0
         self.out = Rendered("")
 
-    def write(self, text: str, *, protect: bool = False, link: str | None = None, tag: bool = False) -> None:
+    def write(
+        self,
+        text: str,
+        *,
+        protect: bool = False,
+        link: str | None = None,
+        tag: bool = False,
+        shown: bool = False,
+    ) -> None:
         start = self.size
         self.parts.append(text)
         self.size += len(text)
         if protect and text:
             self.out.protected.append((start, self.size))
         if link and text:
-            self.out.links.append(Link(start, self.size, link))
+            self.out.links.append(Link(start, self.size, link, shown))
         if tag and text:
             self.out.tags.append((start, self.size))
 
@@ -89,11 +101,20 @@ def render_plain(doc: Doc, style: PlainStyle = PlainStyle()) -> Rendered:
             if n:
                 w.write("\n")
             if block.kind == "code":
-                for k, code_line in enumerate("".join(s.text for s in line).split("\n")):
-                    w.write(("\n" if k else "") + code_line, protect=True)
+                _plain_code(w, "".join(s.text for s in line), block.language)
                 continue
             _plain_line(w, line, style)
     return w.done()
+
+
+def _plain_code(w: _Writer, code: str, language: str | None) -> None:
+    fence = "````" if "```" in code else "```"
+    opening, closing = f"{fence}{language or ''}\n", f"\n{fence}"
+    start = w.size
+    w.write(opening, protect=True)
+    w.write(code)
+    w.write(closing, protect=True)
+    w.out.code.append(CodeRange(start, start + len(opening), w.size - len(closing), w.size, opening, closing))
 
 
 def _plain_line(w: _Writer, line: Line, style: PlainStyle) -> None:
@@ -131,7 +152,7 @@ def _plain_url(w: _Writer, url: str, style: PlainStyle) -> None:
     if style.shorten_urls and len(url) > style.shorten_urls:
         w.write(shorten_url(url, style.shorten_urls), protect=True, link=target)
     else:
-        w.write(url, protect=True, link=target if style.link_facets else None)
+        w.write(url, protect=True, link=target if style.link_facets else None, shown=True)
 
 
 # --- Markdown -------------------------------------------------------------------------------------

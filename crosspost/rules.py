@@ -22,6 +22,7 @@ NETWORK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")  # stored as Conversion
 @dataclass(frozen=True)
 class Rules:
     limit: int | None = None
+    max_bytes: int | None = None  # a second limit in UTF-8 bytes (Bluesky's record: 3,000)
     counter: str = "chars"
     url_length: int = 23
     min_part: int = 0
@@ -35,6 +36,7 @@ class Rules:
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "limit": (int, type(None)),
+    "max_bytes": (int, type(None)),
     "counter": (str,),
     "url_length": (int,),
     "min_part": (int,),
@@ -70,14 +72,14 @@ def _apply(base: Rules, values: Any, where: str) -> Rules:
     for key, value in values.items():
         if key not in known:
             raise CrosspostError(f"{where}: unknown setting {key!r} (known: {', '.join(sorted(known))})")
-        if key == "limit" and value in ("none", "null", 0):
+        if key in ("limit", "max_bytes") and value in ("none", "null", 0):
             value = None
         if not isinstance(value, _TYPES[key]) or (isinstance(value, bool) and bool not in _TYPES[key]):
             raise CrosspostError(f"{where}: {key} = {value!r} has the wrong type")
         if key == "counter" and value not in COUNTERS:
             raise CrosspostError(f"{where}: unknown counter {value!r} (known: {', '.join(COUNTERS)})")
         if (
-            key in ("limit", "url_length", "min_part")
+            key in ("limit", "max_bytes", "url_length", "min_part")
             and value is not None
             and value < 1
             and key != "min_part"
@@ -102,5 +104,18 @@ def load_rules(override: Path | None = None) -> dict[str, Rules]:
                 raise CrosspostError(
                     f"rules file {override}: network name {name!r} must be 1-32 lowercase letters, digits, - or _"
                 )
-            table[name] = _apply(table.get(name, Rules()), values, f"rules file {override} [{name}]")
+            where = f"rules file {override} [{name}]"
+            start = table.get(name)
+            if start is None:
+                # A new network named after a registered one (`base = "mastodon"`) starts from that
+                # network's rules (limit, counter, URL weight...); only the fields given change.
+                base = values.get("base") if isinstance(values, dict) else None
+                if base is not None and not isinstance(base, str):
+                    raise CrosspostError(f"{where}: base = {base!r} has the wrong type")
+                if base is not None and base not in table:
+                    raise CrosspostError(
+                        f"{where}: base {base!r} is not a network (known: {', '.join(table)})"
+                    )
+                start = replace(table[base], base=None) if base else Rules()
+            table[name] = _apply(start, values, where)
     return table

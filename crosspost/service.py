@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +40,20 @@ class TargetResult:
     parts: list[Part]
     translated: bool
     restyled: bool = False
+    error: str | None = None  # this network could not take the post; the others are still made
+
+    @property
+    def notices(self) -> list[str]:
+        return list(dict.fromkeys(note for part in self.parts for note in part.notes))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"parts": [p.to_json() for p in self.parts], "translated": self.translated}
         if self.restyled:
             out["restyled"] = True
+        if self.notices:
+            out["notices"] = self.notices
+        if self.error:
+            out["error"] = self.error
         return out
 
 
@@ -57,6 +66,11 @@ class ConversionResult:
     notices: list[str] = field(default_factory=list)
     translation_cached: bool = False
 
+    @property
+    def failed(self) -> dict[str, str]:
+        """Network -> its error, for every network that could not take the post."""
+        return {name: t.error for name, t in self.targets.items() if t.error}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
@@ -64,6 +78,7 @@ class ConversionResult:
             "lang": self.lang,
             "source_lang": self.source_lang,
             "notices": self.notices,
+            "failed": sorted(self.failed),
         }
 
 
@@ -112,6 +127,8 @@ def convert(
     post = (
         source if isinstance(source, SourcePost) else load_source(source, store=store, fmt=fmt, stdin=stdin)
     )
+    post, repaired = repair_post(post)
+    repaired += post.repaired
     doc = doc_from_source(post)
     if not doc.plain().strip():
         if post.media:
@@ -121,10 +138,11 @@ def convert(
         raise CrosspostError(f"{post.origin}: the post is empty; nothing to cross-post")
 
     result = ConversionResult(source=post.permalink or post.origin, lang=lang, source_lang="und")
-    words = doc.plain()
-    for start, end in reversed(find_urls(words)):
-        words = words[:start] + words[end:]
-    result.source_lang = detect_language(words)
+    if repaired:
+        result.notices.append(
+            f"{post.origin}: {repaired} broken character(s) (lone UTF-16 surrogates) replaced with U+FFFD"
+        )
+    result.source_lang = detect_language(doc)
     digest = source_hash(post)
     translation_key = hashlib.sha256(
         (digest + json.dumps(glossary, sort_keys=True, ensure_ascii=False)).encode()
@@ -157,12 +175,25 @@ def convert(
                 result.notices.append(f"{name}: style adaptation skipped ({exc})")
         elif restyle and llm is None and not any("style adaptation" in n for n in result.notices):
             result.notices.append("style adaptation skipped: no LLM endpoint configured")
-        parts = target.convert(target_doc, rule, post.permalink)
+        try:
+            parts = target.convert(target_doc, rule, post.permalink)
+        except CrosspostError as exc:  # this network cannot take the post; the others still can
+            result.targets[name] = TargetResult(name, [], translated, restyled, error=str(exc))
+            continue
         result.targets[name] = TargetResult(name, parts, translated, restyled)
 
     if store is not None:
         _save(store, post, digest, lang, result, new_rows)
     return result
+
+
+def repair_post(post: SourcePost) -> tuple[SourcePost, int]:
+    """The post with surrogate pairs joined and lone surrogates (from JSON escapes such as
+    "\\ud83d" cut in half) replaced by U+FFFD; UTF-16 offsets of entities stay valid."""
+    from crosspost.sources import repair_surrogates as repair_value
+
+    text, lone = repair_value(post.text)
+    return (replace(post, text=text), lone) if lone or text != post.text else (post, 0)
 
 
 def _cached_translation(store: Any, key: str, lang: str) -> Doc | None:
@@ -184,6 +215,8 @@ def _save(
 
     rows = [ConversionRow(key, target, lang, payload, post.post_id) for key, target, payload in extra]
     for name, target in result.targets.items():
+        if target.error:
+            continue
         payload = {"source": result.source, **target.to_json(), "source_lang": result.source_lang}
         rows.append(ConversionRow(digest, name, lang, payload, post.post_id))
     save_conversions(store, rows)

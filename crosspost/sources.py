@@ -89,6 +89,7 @@ def _from_export(path: Path, raw: str, fragment: str) -> SourcePost:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CrosspostError(f"{path}: malformed JSON ({exc.msg} at line {exc.lineno})") from exc
+    data, repaired = repair_surrogates(data)
     if isinstance(data, dict) and isinstance(data.get("messages"), list):
         messages = [
             m for m in data["messages"] if isinstance(m, dict) and m.get("type", "message") == "message"
@@ -125,4 +126,22 @@ def _from_export(path: Path, raw: str, fragment: str) -> SourcePost:
         date=record.date,
         media=record.media,
         origin=f"{path}#{record.message_id}" if record.message_id is not None else str(path),
+        repaired=repaired,
     )
+
+
+def repair_surrogates(value: Any) -> tuple[Any, int]:
+    """JSON escapes can hold half an emoji ("\\ud83d" alone), which no encoder takes: join the
+    pairs, replace the lone ones with U+FFFD, and count them (the caller says so)."""
+    if isinstance(value, str):
+        if not any("\ud800" <= ch <= "\udfff" for ch in value):
+            return value, 0
+        fixed = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return fixed, fixed.count("\ufffd") - value.count("\ufffd")
+    if isinstance(value, list):
+        items = [repair_surrogates(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    if isinstance(value, dict):
+        items = [(repair_surrogates(k), repair_surrogates(v)) for k, v in value.items()]
+        return {k: v for (k, _), (v, _) in items}, sum(a + b for (_, a), (_, b) in items)
+    return value, 0

@@ -6,6 +6,10 @@ mention, hashtag, code span, number with its unit) nor inside a grapheme cluster
 combining marks). Each part is the longest that fits at the coarsest level whose part is not
 shorter than `min_part`; every part is measured with its `i/n` suffix (and, for the first part,
 the link to the original post) before it is accepted.
+
+Code blocks (rendered between ``` fences) are split between their lines, never inside one unless a
+single line is longer than a part (then at spaces); a part that ends inside a block closes the
+fence and the next part reopens it (with the language), and both fences are counted.
 """
 
 from __future__ import annotations
@@ -29,6 +33,20 @@ LEVELS = ("paragraph", "line", "sentence", "clause", "word", "grapheme")
 class Piece:
     start: int  # body range in the rendered text
     end: int
+    lead: str = ""  # a code fence reopened before the body
+    trail: str = ""  # a code fence closed after it
+
+
+@dataclass(frozen=True)
+class CodeRange:
+    """A fenced code block in the rendered text: fence_open + content + fence_close."""
+
+    start: int
+    content_start: int  # after "```lang\n"
+    content_end: int  # before "\n```"
+    end: int
+    fence_open: str  # "```lang\n"
+    fence_close: str  # "\n```"
 
 
 @dataclass(frozen=True)
@@ -46,11 +64,17 @@ def _grapheme_starts(text: str) -> list[int]:
     return starts
 
 
-def find_breaks(text: str, protected: list[tuple[int, int]]) -> tuple[list[_Break], list[int]]:
+def find_breaks(
+    text: str, protected: list[tuple[int, int]], code: list[CodeRange] | None = None
+) -> tuple[list[_Break], list[int]]:
     """All allowed breaks (sorted by position) and the lower bound of any counter's length
     for each prefix (graphemes outside URLs count 1, a URL counts at least 1)."""
     blocked = bytearray(len(text) + 1)
     ranges = list(protected) + [t.span for t in find_tokens(text, units=True)]
+    in_code = bytearray(len(text) + 1)
+    for block in code or []:
+        ranges += [(block.start, block.content_start), (block.content_end, block.end)]
+        in_code[block.content_start : block.content_end] = b"\x01" * (block.content_end - block.content_start)
     for start, end in ranges:
         if end - start > 1:
             blocked[start + 1 : end] = b"\x01" * (end - start - 1)
@@ -77,9 +101,18 @@ def find_breaks(text: str, protected: list[tuple[int, int]]) -> tuple[list[_Brea
             j = i
             while j < n and text[j].isspace():
                 j += 1
-            level = _ws_level(text, i, j, line_start)
-            if level is not None and i > 0 and j < n and not blocked[i] and not blocked[j]:
-                breaks.append(_Break(i, j, level))
+            if in_code[i] and in_code[j - 1]:
+                # inside a code block: between lines (indentation kept), else at spaces
+                if "\n" in text[i:j]:
+                    brk = _Break(i, i + text[i:j].rindex("\n") + 1, 1)
+                else:
+                    brk = _Break(i, j, 4)
+                if i > 0 and not blocked[i] and not blocked[brk.next]:
+                    breaks.append(brk)
+            else:
+                level = _ws_level(text, i, j, line_start)
+                if level is not None and i > 0 and j < n and not blocked[i] and not blocked[j]:
+                    breaks.append(_Break(i, j, level))
             if "\n" in text[i:j]:
                 line_start = j
             i = j
@@ -116,22 +149,39 @@ def split_text(
     numbering: bool = True,
     first_extra: str = "",
     network: str = "",
-    prefix: list[int] | None = None,
+    estimate: Callable[[int, int], int] | None = None,
+    code: list[CodeRange] | None = None,
 ) -> list[Piece]:
-    """Body ranges of the parts; `text` must be non-empty after stripping. `prefix` (see
-    `counters.prefix_lengths`) speeds up the search; every part is still measured with `count`."""
-    breaks, low = find_breaks(text, protected)
-    prefix = prefix if prefix is not None and len(prefix) == len(text) + 1 else None
+    """Body ranges of the parts; `text` must be non-empty after stripping. `estimate(a, b)` (see
+    `counters.prefix_lengths`) approximates the length of `text[a:b]` and speeds up the search;
+    every part is still measured with `count`."""
+    breaks, low = find_breaks(text, protected, code)
     a, b = _strip(text, 0, len(text))
     if low[b] - low[a] <= limit and count(text[a:b] + first_extra) <= limit:
         return [Piece(a, b)]
-    estimate = 9
+    fences = _Fences(code or [])
+    estimate_n = 9
     while True:
-        suffix = f"\n{estimate}/{estimate}" if numbering else ""
-        pieces = _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_extra, network)
-        if len(pieces) <= estimate or not numbering:
+        suffix = f"\n{estimate_n}/{estimate_n}" if numbering else ""
+        pieces = _greedy(
+            text, breaks, low, estimate, count, limit, min_part, suffix, first_extra, network, fences
+        )
+        if len(pieces) <= estimate_n or not numbering:
             return pieces
-        estimate = estimate * 10 + 9
+        estimate_n = estimate_n * 10 + 9
+
+
+class _Fences:
+    """The fence to reopen at a part's start and to close at its end when it falls inside code."""
+
+    def __init__(self, code: list[CodeRange]) -> None:
+        self.code = code
+
+    def lead(self, a: int) -> str:
+        return next((c.fence_open for c in self.code if c.content_start < a < c.content_end), "")
+
+    def trail(self, b: int) -> str:
+        return next((c.fence_close for c in self.code if c.content_start < b < c.content_end), "")
 
 
 def _strip(text: str, a: int, b: int) -> tuple[int, int]:
@@ -142,12 +192,15 @@ def _strip(text: str, a: int, b: int) -> tuple[int, int]:
     return a, b
 
 
-def _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_extra, network) -> list[Piece]:
+def _greedy(
+    text, breaks, low, estimate, count, limit, min_part, suffix, first_extra, network, fences
+) -> list[Piece]:
     pieces: list[Piece] = []
     pos, end_of_text = _strip(text, 0, len(text))
     index = 0  # first break after pos
     cache: dict[tuple[int, int, bool], int] = {}
     tail = {True: count(first_extra + suffix), False: count(suffix)}
+    fence_cost = count("```\n") + count("\n```") + max((len(c.fence_open) for c in fences.code), default=0)
 
     def fits(a: int, b: int, first: bool) -> bool:
         """Exact: the part as it will be posted, measured by the network's counter."""
@@ -155,18 +208,20 @@ def _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_ext
             return False
         key = (a, b, first)
         if key not in cache:
-            cache[key] = count(text[a:b] + (first_extra if first else "") + suffix)
+            body = fences.lead(a) + text[a:b] + fences.trail(b)
+            cache[key] = count(body + (first_extra if first else "") + suffix)
         return cache[key] <= limit
 
     def estimate_fits(a: int, b: int, first: bool) -> bool:
-        if prefix is None:
+        if estimate is None:
             return fits(a, b, first)
-        return prefix[b] - prefix[a] + tail[first] <= limit
+        extra = fence_cost if fences.code and (fences.lead(a) or fences.trail(b)) else 0
+        return estimate(a, b) + extra + tail[first] <= limit
 
     while pos < end_of_text:
         first = not pieces
         if estimate_fits(pos, end_of_text, first) and fits(pos, end_of_text, first):
-            pieces.append(Piece(pos, end_of_text))
+            pieces.append(Piece(pos, end_of_text, fences.lead(pos)))
             break
         while index < len(breaks) and breaks[index].end <= pos:
             index += 1
@@ -184,7 +239,7 @@ def _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_ext
                 if best is None:
                     continue
                 chosen = best
-                size = (prefix[best.end] - prefix[pos]) if prefix is not None else count(text[pos : best.end])
+                size = estimate(pos, best.end) if estimate is not None else count(text[pos : best.end])
                 if size >= min_part:
                     break
             # The estimate chose; the exact counter decides. Step back while the part does not fit.
@@ -196,7 +251,7 @@ def _greedy(text, breaks, low, prefix, count, limit, min_part, suffix, first_ext
                 )
         if chosen is None:
             raise CrosspostError(_too_long_message(text, pos, breaks, index, network, limit, count))
-        pieces.append(Piece(pos, chosen.end))
+        pieces.append(Piece(pos, chosen.end, fences.lead(pos), fences.trail(chosen.end)))
         pos = chosen.next
     return pieces
 

@@ -17,6 +17,7 @@ import yaml
 from crosspost.htmlio import Masked, doc_from_html, mask_doc
 from crosspost.llm import LLMConfig, chat
 from crosspost.model import Doc
+from crosspost.tokens import find_tokens
 from rag.errors import CrosspostError, LLMError
 
 LANGUAGE_NAMES = {
@@ -72,8 +73,33 @@ def load_glossary(path: Path | None) -> dict[str, str]:
     return glossary
 
 
-def detect_language(text: str) -> str:
-    """The dominant script's language: Cyrillic ru (uk with і/ї/є/ґ), Latin en, CJK zh/ja, ..."""
+def _prose(doc: Doc | str) -> str:
+    """The words a reader reads as the post's language: no code, URLs, mentions, hashtags, numbers,
+    nor model names and terms (SageAttention2, INT8, H100), which are Latin in any language."""
+    if isinstance(doc, str):
+        text = doc
+    else:
+        text = "\n".join(
+            "".join(s.text if s.kind == "text" and not s.code and not s.url else " " for s in line)
+            for block in doc.blocks
+            if block.kind != "code"
+            for line in block.lines
+        )
+    pieces, cursor = [], 0
+    for token in find_tokens(text, units=False, terms=True):
+        pieces.append(text[cursor : token.start])
+        cursor = token.end
+    pieces.append(text[cursor:])
+    return " ".join(pieces)
+
+
+def detect_language(text: Doc | str) -> str:
+    """The dominant script's language: Cyrillic ru (uk with і/ї/є/ґ), Latin en, CJK zh/ja, ...
+    counted over the prose only (a short Russian line with a URL and a model name is Russian)."""
+    prose = _prose(text)
+    if not any(ch.isalpha() for ch in prose):  # only terms and links: judge by what there is
+        prose = text if isinstance(text, str) else text.plain()
+    text = prose
     counts: dict[str, int] = {}
     for ch in text:
         if not ch.isalpha():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -62,12 +63,20 @@ def test_long_url_alone_fits_everywhere_it_can():
     assert result.targets["mastodon"].parts[0].length == len("Смотрите  вот") + 23
 
 
-def test_url_longer_than_a_threads_post_is_a_clear_error():
+def test_url_longer_than_a_threads_post_fails_threads_only():
+    """A 620-character URL cannot be a Threads post (UTF-16, no URL shortening): Threads reports
+    its own error, the other networks are produced."""
     url = "https://example.com/" + "a" * 600
-    with pytest.raises(
-        CrosspostError, match=r"threads: .*cannot be split and does not fit in one part \(limit 500\)"
-    ):
-        convert("-", targets=["x", "threads"], stdin=_stdin(f"Смотрите {url}"))
+    result = convert("-", targets=["x", "threads", "mastodon"], stdin=_stdin(f"Смотрите {url}"))
+    assert result.failed.keys() == {"threads"}
+    assert re.search(
+        r"threads: .*cannot be split and does not fit in one part \(limit 500\)", result.failed["threads"]
+    )
+    assert result.targets["threads"].parts == []
+    assert result.targets["x"].parts[0].length == len("Смотрите ") + 23
+    data = result.to_json()
+    assert data["failed"] == ["threads"] and "error" in data["targets"]["threads"]
+    assert "error" not in data["targets"]["x"]
 
 
 def test_unknown_network():
