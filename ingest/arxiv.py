@@ -111,5 +111,4 @@ def fetch_papers_into(report, store: Store, *, api_url: str = DEFAULT_API_URL, *
     try:
         report.summary.add(complete_paper_stubs(store, api_url=api_url, **kwargs))
     except IngestError as exc:
-        report.errors.append(str(exc))
-        report.summary.skipped += 1
+        report.fail(str(exc))

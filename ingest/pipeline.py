@@ -8,15 +8,18 @@ Errors in one source are reported as one line and the other sources still ingest
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.options import ReadOptions
 from ingest.registry import RawSource, detect
 from rag.errors import IngestError
 from rag.store.db import IngestSummary, Store
 
+log = logging.getLogger(__name__)
 URL = re.compile(r"^https?://", re.I)
 # Files that are never sources: hidden files, editor backups, media of exports.
 IGNORED_SUFFIXES = {
@@ -47,12 +50,17 @@ IGNORED_SUFFIXES = {
 @dataclass
 class IngestReport:
     summary: IngestSummary = field(default_factory=lambda: IngestSummary(changed_post_ids=[]))
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one line per failed source (exit 2)
+    notes: list[str] = field(default_factory=list)  # what the user should know; nothing failed
     sources: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    def fail(self, error: str) -> None:
+        self.errors.append(error)
+        self.summary.failed += 1
 
 
 def expand(locations: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -82,7 +90,26 @@ def expand(locations: Iterable[str]) -> tuple[list[str], list[str]]:
     return found, errors
 
 
-def _ingest_file(store: Store, location: str, channel_hint: str | None, force: bool) -> IngestSummary:
+def _parse(raw: RawSource):
+    parser = detect(raw)
+    try:
+        return parser.parse(raw)
+    except IngestError:
+        raise
+    except RecursionError:
+        raise IngestError(f"{raw.location}: nested too deeply to parse as {parser.name}") from None
+    except Exception as exc:
+        # A parser bug must not abort the run and hide the other sources: one line, then go on.
+        log.exception("parser %s failed on %s", parser.name, raw.location)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise IngestError(
+            f"{raw.location}: cannot be parsed as {parser.name} ({type(exc).__name__}{': ' + reason if reason else ''})"
+        ) from exc
+
+
+def _ingest_file(
+    store: Store, location: str, channel_hint: str | None, force: bool, options: ReadOptions, notes: list[str]
+) -> IngestSummary:
     path = Path(location)
     try:
         data = path.read_bytes()
@@ -90,14 +117,25 @@ def _ingest_file(store: Store, location: str, channel_hint: str | None, force: b
         raise IngestError(f"{location}: cannot read ({exc.strerror})") from exc
     digest = hashlib.sha256(data).hexdigest()
     known = store.get_source(str(path.resolve()))
-    if known and known.content_hash == digest and not force and known.channel_hint == channel_hint:
+    stored_options = options.stored()
+    if (
+        known
+        and known.content_hash == digest
+        and not force
+        and known.channel_hint == channel_hint
+        and (known.options or {}) == stored_options
+    ):
         unchanged = store.count_source_posts(str(path.resolve()))
-        store.touch_source(known.location, known.format, channel_hint, digest, known.last_summary or "")
+        store.touch_source(
+            known.location, known.format, channel_hint, digest, known.last_summary or "", stored_options
+        )
         return IngestSummary(unchanged=unchanged, changed_post_ids=[])
-    raw = RawSource(location=str(path.resolve()), data=data, channel_hint=channel_hint, path=path)
-    parser = detect(raw)
-    batch = parser.parse(raw)
-    return store.ingest_batch(batch, channel_hint=channel_hint, digest=digest)
+    raw = RawSource(
+        location=str(path.resolve()), data=data, channel_hint=channel_hint, path=path, options=options
+    )
+    batch = _parse(raw)
+    notes.extend(batch.notes)
+    return store.ingest_batch(batch, channel_hint=channel_hint, digest=digest, options=stored_options)
 
 
 def _ingest_url(store: Store, url: str, channel_hint: str | None) -> IngestSummary:
@@ -114,21 +152,23 @@ def ingest_locations(
     *,
     channel_hint: str | None = None,
     force: bool = False,
+    options: ReadOptions | None = None,
     on_source: Callable[[str, IngestSummary | None, str | None], None] | None = None,
 ) -> IngestReport:
     """Ingest every location; `on_source(location, summary, error)` is called after each one."""
     report = IngestReport()
+    options = options or ReadOptions()
     sources, errors = expand(locations)
-    report.errors.extend(errors)
+    for error in errors:
+        report.fail(error)
     for location in sources:
         try:
             if URL.match(location):
                 summary = _ingest_url(store, location, channel_hint)
             else:
-                summary = _ingest_file(store, location, channel_hint, force)
+                summary = _ingest_file(store, location, channel_hint, force, options, report.notes)
         except IngestError as exc:
-            report.errors.append(str(exc))
-            report.summary.skipped += 1
+            report.fail(str(exc))
             if on_source:
                 on_source(location, None, str(exc))
             continue
@@ -140,7 +180,8 @@ def ingest_locations(
 
 
 def reingest_all(store: Store, **kwargs) -> IngestReport:
-    """Re-run every source the store remembers (`ingest --all`, the bot's /reingest)."""
+    """Re-run every source the store remembers (`ingest --all`, the bot's /reingest), each read
+    with the options (--tz, --chat) it was first ingested with."""
     from ingest.bot_api import FORMAT as LIVE_FORMAT
 
     # Live channel posts (the bot's channel_post updates) have no file behind them to re-read.
@@ -149,8 +190,16 @@ def reingest_all(store: Store, **kwargs) -> IngestReport:
         raise IngestError("no sources ingested yet: run research-bot ingest PATH first")
     report = IngestReport()
     for info in sources:
-        one = ingest_locations(store, [info.location], channel_hint=info.channel_hint, **kwargs)
+        try:
+            options = ReadOptions.from_stored(info.options)
+        except IngestError as exc:  # a zone this machine does not know
+            report.fail(f"{info.location}: {exc}")
+            continue
+        one = ingest_locations(
+            store, [info.location], channel_hint=info.channel_hint, options=options, **kwargs
+        )
         report.summary.add(one.summary)
         report.errors.extend(one.errors)
+        report.notes.extend(one.notes)
         report.sources += one.sources
     return report

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ingest.options import ReadOptions
 from rag.errors import IngestError
 from rag.store.records import SourceBatch
 
@@ -24,6 +25,7 @@ class RawSource:
     data: bytes
     channel_hint: str | None = None
     path: Path | None = None
+    options: ReadOptions = field(default_factory=ReadOptions)
 
     @property
     def head(self) -> bytes:

@@ -111,6 +111,10 @@ def _merge_copies(lines: list[str]) -> list[str]:
             continue
         for j in range(i + 1, len(lines)):
             if lines[j].strip() == first:
+                # The short lines above the repeated one ("Метод", blank lines) repeat too: both
+                # copies start there, or the first copy would end with the second one's heading.
+                while i > 0 and j - 1 > i and lines[i - 1].strip() == lines[j - 1].strip():
+                    i, j = i - 1, j - 1
                 return lines[:i] + _union(lines[i:j], lines[j:])
     return lines
 
@@ -265,6 +269,10 @@ class PageDump:
             if by:
                 title = by.group("title")
         blocks, _deleted = _segment(lines)
+        for block in blocks:
+            # The page shows the post twice (preview above the permalink line, full text below),
+            # and the junk between them is dropped: one block holding both copies.
+            block.lines = _merge_copies(block.lines)
         reactions = next((b.reactions for b in blocks if b.reactions), {})
         copies = [b for b in blocks if b.text()]
         if not copies:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,21 +24,56 @@ from rag.store.models import Channel, Chunk, Paper, Post, Source, utcnow
 
 @dataclass
 class IngestSummary:
+    """Counts of one ingest, each meaning one thing (posts and papers together):
+
+    new / updated / unchanged: stored records created, changed, or already as given;
+    merged: copies of a post that a source of the same run had just created (a preview and the
+    full page of one post), so a first ingest into an empty store reports no "updated";
+    dropped: records never stored (service messages, empty or unreadable messages);
+    failed: sources that could not be ingested at all (the CLI exits 2 iff this is non-zero).
+    """
+
     new: int = 0
     updated: int = 0
     unchanged: int = 0
-    skipped: int = 0
+    merged: int = 0
+    dropped: int = 0
+    failed: int = 0
     changed_post_ids: list[int] | None = None
+    # Which stored posts a source created, changed or matched unchanged: `add` uses them to tell
+    # an update of a post created earlier in the same run (a merge) from a real update.
+    new_post_ids: list[int] = field(default_factory=list)
+    updated_post_ids: list[int] = field(default_factory=list)
+    unchanged_post_ids: list[int] = field(default_factory=list)
 
     def add(self, other: IngestSummary) -> None:
+        fresh = set(self.new_post_ids)
+        again_updated = sum(1 for i in other.updated_post_ids if i in fresh)
+        again_unchanged = sum(1 for i in other.unchanged_post_ids if i in fresh)
         self.new += other.new
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.skipped += other.skipped
+        self.updated += other.updated - again_updated
+        self.unchanged += other.unchanged - again_unchanged
+        self.merged += other.merged + again_updated + again_unchanged
+        self.dropped += other.dropped
+        self.failed += other.failed
         self.changed_post_ids = (self.changed_post_ids or []) + (other.changed_post_ids or [])
+        self.new_post_ids += other.new_post_ids
+        self.updated_post_ids += other.updated_post_ids
+        self.unchanged_post_ids += other.unchanged_post_ids
+
+    @property
+    def skipped(self) -> int:  # the old mixed counter; goes once no caller reads it
+        return self.dropped + self.failed
 
     def line(self) -> str:
-        return f"new {self.new}, updated {self.updated}, unchanged {self.unchanged}, skipped {self.skipped}"
+        text = f"new {self.new}, updated {self.updated}, unchanged {self.unchanged}"
+        if self.merged:
+            text += f", merged {self.merged} (copies of one post)"
+        if self.dropped:
+            text += f", dropped {self.dropped} (service, empty or unreadable messages)"
+        if self.failed:
+            text += f", failed {self.failed} source{'s' if self.failed != 1 else ''}"
+        return text
 
 
 @dataclass
@@ -78,6 +113,7 @@ class SourceInfo:
     content_hash: str | None
     last_ingested_at: datetime | None
     last_summary: str | None
+    options: dict[str, Any] | None = None  # how the source was read (--tz, --chat)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -143,20 +179,33 @@ class Store:
             return [_source_info(row) for row in s.scalars(select(Source).order_by(Source.id))]
 
     def touch_source(
-        self, location: str, fmt: str, channel_hint: str | None, digest: str, summary: str
+        self,
+        location: str,
+        fmt: str,
+        channel_hint: str | None,
+        digest: str,
+        summary: str,
+        options: dict[str, Any] | None = None,
     ) -> None:
         """Record a source as seen without re-reading it (its content is unchanged)."""
         with self.session() as s:
-            _upsert_source(s, location, fmt, channel_hint, digest, summary)
+            _upsert_source(s, location, fmt, channel_hint, digest, summary, options)
 
     # --- ingest ---------------------------------------------------------------------------
-    def ingest_batch(self, batch: Any, *, channel_hint: str | None, digest: str | None) -> IngestSummary:
+    def ingest_batch(
+        self,
+        batch: Any,
+        *,
+        channel_hint: str | None,
+        digest: str | None,
+        options: dict[str, Any] | None = None,
+    ) -> IngestSummary:
         """Upsert one source's records in one transaction (see `rag.store.upsert`)."""
         from rag.store.upsert import upsert_batch
 
         try:
             with self.session() as s:
-                source = _upsert_source(s, batch.location, batch.format, channel_hint, digest, None)
+                source = _upsert_source(s, batch.location, batch.format, channel_hint, digest, None, options)
                 summary = upsert_batch(s, batch, source_id=source.id, channel_hint=channel_hint)
                 source.last_summary = summary.line()
                 return summary
@@ -242,12 +291,24 @@ class Store:
 
 def _source_info(row: Source) -> SourceInfo:
     return SourceInfo(
-        row.location, row.format, row.channel_hint, row.content_hash, row.last_ingested_at, row.last_summary
+        row.location,
+        row.format,
+        row.channel_hint,
+        row.content_hash,
+        row.last_ingested_at,
+        row.last_summary,
+        row.options,
     )
 
 
 def _upsert_source(
-    s: Session, location: str, fmt: str, channel_hint: str | None, digest: str | None, summary: str | None
+    s: Session,
+    location: str,
+    fmt: str,
+    channel_hint: str | None,
+    digest: str | None,
+    summary: str | None,
+    options: dict[str, Any] | None = None,
 ) -> Source:
     row = s.scalar(select(Source).where(Source.location == location))
     if row is None:
@@ -259,6 +320,8 @@ def _upsert_source(
     row.last_ingested_at = utcnow()
     if summary is not None:
         row.last_summary = summary
+    if options is not None:
+        row.options = options or None
     s.flush()
     return row
 

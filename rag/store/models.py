@@ -40,6 +40,8 @@ class Source(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
     last_ingested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_summary: Mapped[str | None] = mapped_column(String(512))
+    # How the source was read ({"tz": "Europe/Moscow", "chats": [...]}): `ingest --all` reuses it.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Post(Base):
@@ -63,7 +65,9 @@ class Post(Base):
     entities: Mapped[list[Any]] = mapped_column(JSON, default=list)
     links: Mapped[list[Any]] = mapped_column(JSON, default=list)
     forwarded_from: Mapped[str | None] = mapped_column(String(256))
-    reply_to: Mapped[int | None] = mapped_column(BigInteger)
+    reply_to: Mapped[int | None] = mapped_column(BigInteger)  # a message of the same channel
+    # {"chat": peer id or None, "message_id": id or None}: a reply to a message in another chat.
+    reply_to_other: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     views: Mapped[int | None] = mapped_column(Integer)
     reactions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     media: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -36,7 +36,10 @@ class PostRecord:
     entities: list[dict[str, Any]] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     forwarded_from: str | None = None
-    reply_to: int | None = None
+    reply_to: int | None = None  # a message of this same channel
+    # A reply to a message in another chat: {"chat": peer id such as "channel1234" or None when the
+    # export does not say which, "message_id": id in that chat or None}; `reply_to` is then None.
+    reply_to_other: dict[str, Any] | None = None
     views: int | None = None
     reactions: dict[str, int] = field(default_factory=dict)
     media: list[dict[str, Any]] = field(default_factory=list)
@@ -96,3 +99,5 @@ class SourceBatch:
     posts: list[PostRecord] = field(default_factory=list)
     papers: list[PaperRecord] = field(default_factory=list)
     skipped: int = 0  # records the parser saw but could not use (service messages, empty posts)
+    # Things the user should know that did not stop the source (repaired text, dates without zone).
+    notes: list[str] = field(default_factory=list)

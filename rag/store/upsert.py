@@ -29,14 +29,22 @@ class _Existing:
     text_len: int
     has_id: bool
     shingles: frozenset[int] = field(default_factory=frozenset)
+    # Naive UTC, as SQLite returns it: a changed date is an update even when the text is the same
+    # (an old export re-read with --tz names the zone its dates were written in).
+    date: datetime | None = None
 
 
 def resolve_channel(s: Session, username: str | None, title: str | None) -> Channel:
-    """Find or create the channel; a title-only placeholder is renamed once the username is known."""
+    """Find or create the channel; a title-only placeholder is renamed once the username is known.
+
+    Only sources that carry no username (page dumps) are matched by title. Keys starting with `_`
+    are internal (Telegram usernames start with a letter): `_chat:<id>` is a live channel without
+    a username, identified by its chat id (bot.channels); such a key never takes over a channel by
+    its title, since any channel can carry any title."""
     username = (username or "").lstrip("@") or None
     if username:
         channel = s.scalar(select(Channel).where(Channel.username == username))
-        if channel is None and title:
+        if channel is None and title and not username.startswith("_"):
             channel = s.scalar(select(Channel).where(Channel.username == PLACEHOLDER_PREFIX + title))
             if channel is not None:
                 channel.username = username
@@ -68,9 +76,14 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _naive_utc(value: datetime | None) -> datetime | None:
+    value = _utc(value)
+    return value.replace(tzinfo=None) if value is not None else None
+
+
 def _post_values(record: PostRecord, channel: Channel, source_id: int | None) -> dict:
     permalink = None
-    if record.message_id is not None and not channel.username.startswith(PLACEHOLDER_PREFIX):
+    if record.message_id is not None and not channel.username.startswith("_"):  # _title:, _chat:
         permalink = f"https://t.me/{channel.username}/{record.message_id}"
     return {
         "channel_id": channel.id,
@@ -85,6 +98,7 @@ def _post_values(record: PostRecord, channel: Channel, source_id: int | None) ->
         "links": record.links,
         "forwarded_from": record.forwarded_from,
         "reply_to": record.reply_to,
+        "reply_to_other": record.reply_to_other,
         "views": record.views,
         "reactions": record.reactions,
         "media": record.media,
@@ -94,12 +108,12 @@ def _post_values(record: PostRecord, channel: Channel, source_id: int | None) ->
 
 
 def _load_existing(s: Session, channel_id: int, with_shingles: bool) -> dict[str, _Existing]:
-    columns = [Post.id, Post.dedupe_key, Post.content_hash, Post.message_id]
+    columns = [Post.id, Post.dedupe_key, Post.content_hash, Post.message_id, Post.date]
     if with_shingles:
         columns.append(Post.text)
     existing = {}
     for row in s.execute(select(*columns).where(Post.channel_id == channel_id)):
-        text = row[4] if with_shingles else ""
+        text = row[5] if with_shingles else ""
         existing[row.dedupe_key] = _Existing(
             row.id,
             row.dedupe_key,
@@ -107,6 +121,7 @@ def _load_existing(s: Session, channel_id: int, with_shingles: bool) -> dict[str
             len(text),
             row.message_id is not None,
             shingles(text) if with_shingles else frozenset(),
+            _naive_utc(row.date),
         )
     return existing
 
@@ -136,7 +151,7 @@ def upsert_posts(
 
     for index, record in enumerate(records):
         if not record.text.strip() and not record.media:
-            summary.skipped += 1
+            summary.dropped += 1
             continue
         values = _post_values(record, channel, source_id)
         match = existing.get(record.key)
@@ -151,6 +166,7 @@ def upsert_posts(
             if match is not None and record.message_id is None and match.text_len >= len(record.text):
                 ids[index] = match.id  # a shorter copy (preview) of a stored post
                 summary.unchanged += 1
+                summary.unchanged_post_ids.append(match.id)
                 continue
         if match is None:
             to_insert.append((index, values))
@@ -165,11 +181,13 @@ def upsert_posts(
             existing[record.key] = placeholder
             continue
         if match.id == -1:  # duplicate inside this very batch: keep the first
-            summary.unchanged += 1
+            summary.merged += 1
             continue
         ids[index] = match.id
-        if match.content_hash == record.content_hash and match.key == record.key:
+        same_date = record.date is None or match.date == _naive_utc(record.date)
+        if match.content_hash == record.content_hash and match.key == record.key and same_date:
             summary.unchanged += 1
+            summary.unchanged_post_ids.append(match.id)
             continue
         if match.key != record.key and record.message_id is None:
             # Longer id-less copy of an id-less post: keep its key, take the longer text.
@@ -180,7 +198,9 @@ def upsert_posts(
             values["dedupe_key"],
             len(record.text),
         )
+        match.date = _naive_utc(record.date)
         summary.updated += 1
+        summary.updated_post_ids.append(match.id)
         summary.changed_post_ids.append(match.id)
 
     if to_insert:
@@ -191,6 +211,7 @@ def upsert_posts(
         for (index, _values), row in zip(to_insert, rows, strict=True):
             ids[index] = row.id
             summary.changed_post_ids.append(row.id)
+            summary.new_post_ids.append(row.id)
         summary.new += len(rows)
     return ids
 
@@ -237,7 +258,7 @@ def upsert_papers(s: Session, papers: list[PaperRecord], summary: IngestSummary)
 def upsert_batch(
     s: Session, batch: SourceBatch, *, source_id: int | None, channel_hint: str | None
 ) -> IngestSummary:
-    summary = IngestSummary(skipped=batch.skipped, changed_post_ids=[])
+    summary = IngestSummary(dropped=batch.skipped, changed_post_ids=[])
     paper_ids = upsert_papers(s, batch.papers, summary)
 
     by_channel: dict[tuple[str | None, str | None], list[PostRecord]] = {}

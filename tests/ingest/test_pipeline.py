@@ -72,7 +72,7 @@ def test_cli_prints_one_line_per_problem_and_exits_nonzero(tmp_path):
     )
     assert result.exit_code == 2
     assert "not a Telegram export" in result.output
-    assert "new 1, updated 0, unchanged 0, skipped 1" in result.output
+    assert "new 1, updated 0, unchanged 0, failed 1 source" in result.output
     assert "Traceback" not in result.output
 
 

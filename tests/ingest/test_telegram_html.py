@@ -110,7 +110,7 @@ def test_every_field_is_stored_with_permalinks(store, tmp_path):
     folder = _export(tmp_path)
     report = ingest_locations(store, [str(folder)], channel_hint="quant_prune_distill")
     assert report.ok, report.errors
-    assert report.summary.new == 5 and report.summary.skipped == 1  # the "created" service message
+    assert report.summary.new == 5 and report.summary.dropped == 1  # the "created" service message
     with store.session() as s:
         posts = {p.message_id: p for p in s.scalars(select(Post))}
         channel = s.scalar(select(Channel))

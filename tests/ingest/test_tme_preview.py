@@ -84,7 +84,7 @@ def test_every_field_is_stored_with_permalinks(store, tmp_path):
     path = _page(tmp_path)
     report = ingest_locations(store, [str(path)])
     assert report.ok, report.errors
-    assert (report.summary.new, report.summary.skipped) == (3, 1)
+    assert (report.summary.new, report.summary.dropped) == (3, 1)
     with store.session() as s:
         channel = s.scalar(select(Channel))
         assert (channel.username, channel.title) == (CH, "КПД")

@@ -1,0 +1,28 @@
+"""posts.reply_to_other (a reply to another chat's message), sources.options (--tz, --chat)
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-01 21:50:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("reply_to_other", sa.JSON(), nullable=True))
+    with op.batch_alter_table("sources", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("options", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("sources", schema=None) as batch_op:
+        batch_op.drop_column("options")
+    with op.batch_alter_table("posts", schema=None) as batch_op:
+        batch_op.drop_column("reply_to_other")
