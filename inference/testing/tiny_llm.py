@@ -1,9 +1,13 @@
 """A tiny real language model for tests and benchmarks: BPE tokenizer + Llama trained on CPU.
 
 Boundary: plain text in, a HF-format model folder out (config.json, model.safetensors,
-tokenizer.json + tokenizer_config.json with a ChatML chat template). Used by the quantizer quality
-test, `benchmarks/gptq_quality.py`, and the serving tests (a model that actually predicts text).
-Nothing is downloaded: the tokenizer is trained here with `tokenizers` on the bundled corpus.
+tokenizer.json + tokenizer_config.json with a ChatML chat template). Nothing is downloaded: the
+tokenizer is trained here with `tokenizers` on the bundled corpus.
+
+Two models: `train_tiny_llm` trains one (minutes of CPU; `benchmarks/gptq_quality.py`), and
+`structured_tiny_llm` builds one in seconds, without training, whose weights and activations have
+the structure quantizers react to in real LLMs (low-rank correlated embeddings, a few outlier
+channels amplified by the norms, rows of uneven scale): the quantizer tests use it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from inference.gptq.quality import perplexity, windows  # noqa: F401 (re-exported for the benchmark)
 
 # A path, not an import: inference/ does not depend on rag/ (the corpus is package data there).
 SAMPLE_CORPUS = Path(__file__).resolve().parents[2] / "rag" / "samples" / "corpus"
@@ -102,12 +108,6 @@ def make_model(cfg: TinyConfig, vocab_size: int):
     return LlamaForCausalLM(config)
 
 
-def windows(ids: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Non-overlapping (n, seq_len) windows of a 1-D id tensor (the tail is dropped)."""
-    n = ids.numel() // seq_len
-    return ids[: n * seq_len].view(n, seq_len)
-
-
 def split_ids(
     ids: torch.Tensor, heldout_fraction: float, block: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,18 +151,51 @@ def train_tiny_llm(out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Pat
     return TinyLLM(out_dir, model, tokenizer, train_ids, heldout_ids, loss_value)
 
 
-@torch.no_grad()
-def perplexity(model: torch.nn.Module, ids: torch.Tensor, seq_len: int = 128, batch_size: int = 16) -> float:
-    """exp(mean next-token NLL) over non-overlapping windows of `ids`."""
-    model.eval()
-    data = windows(ids, seq_len)
-    total, count = 0.0, 0
-    for start in range(0, data.shape[0], batch_size):
-        batch = data[start : start + batch_size]
-        logits = model(batch).logits[:, :-1].float()  # (B, T-1, V)
-        nll = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
-        )
-        total += float(nll)
-        count += batch[:, 1:].numel()
-    return math.exp(total / count)
+def impose_structure_(model: torch.nn.Module, seed: int = 0, rank: int = 16, outliers: int = 4) -> None:
+    """Give a freshly initialised Llama the statistics that make GPTQ matter, without training.
+
+    Real LLM activations are strongly correlated across channels and a few channels carry most of
+    the energy (Dettmers et al., 2022, "LLM.int8()": outlier features). Round-to-nearest ignores
+    both; GPTQ exploits them through the Hessian. So: embeddings of low rank plus a little noise,
+    norm weights that amplify the same few channels in every layer, and weight rows of log-normal
+    scale (groups of uneven range, as in trained weights). lm_head is built from the embeddings so
+    the output distribution is peaked (KL between models is then meaningful).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    d, vocab = cfg.hidden_size, cfg.vocab_size
+    hot = torch.randperm(d, generator=gen)[:outliers]
+    with torch.no_grad():
+        emb = torch.randn(vocab, rank, generator=gen) @ torch.randn(rank, d, generator=gen) / rank**0.5
+        emb += 0.3 * torch.randn(vocab, d, generator=gen)
+        model.model.embed_tokens.weight.copy_(emb)
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+                p[hot] = 6 + 2 * torch.rand(outliers, generator=gen)
+            elif p.dim() == 2 and "embed_tokens" not in name and "lm_head" not in name:
+                rows = torch.exp(0.5 * torch.randn(p.shape[0], 1, generator=gen))
+                p.copy_(torch.randn(p.shape, generator=gen) * rows / p.shape[1] ** 0.5)
+        head = emb / emb.norm(dim=1, keepdim=True) + 0.1 * torch.randn(vocab, d, generator=gen) / d**0.5
+        model.lm_head.weight.copy_(head * 2)
+
+
+def structured_tiny_llm(
+    out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Path = SAMPLE_CORPUS
+) -> TinyLLM:
+    """Tokenizer trained on the corpus + an untrained Llama given real-LLM structure; saved to out_dir.
+
+    Seconds instead of the minutes `train_tiny_llm` needs, so the quantizer tests can run on a busy
+    2-core machine. Its perplexity on text is meaningless; compare models by KL and top-1 instead.
+    """
+    cfg = cfg or TinyConfig()
+    out_dir = Path(out_dir)
+    text = corpus_text(corpus_dir)
+    tokenizer = train_tokenizer(text, cfg.vocab_size)
+    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    train_ids, heldout_ids = split_ids(ids, cfg.heldout_fraction)
+    model = make_model(cfg, len(tokenizer)).eval()
+    impose_structure_(model, cfg.seed)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return TinyLLM(out_dir, model, tokenizer, train_ids, heldout_ids, math.nan)

@@ -1,4 +1,4 @@
-"""The GPTQ quantizer: per-layer behaviour, the quality test on a tiny trained Llama, the CLI."""
+"""The GPTQ quantizer: per-layer behaviour, the quality test on a tiny structured Llama, the CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from torch import nn
 
 from inference.errors import InferenceError, QuantizeError
 from inference.gptq.format import read_checkpoint
+from inference.gptq.quality import closeness
 from inference.gptq.quantize import (
     HessianAccumulator,
     QuantOptions,
@@ -19,7 +20,7 @@ from inference.gptq.quantize import (
     rtn_quantize,
 )
 from inference.quant_linear import QuantLinear
-from inference.testing.tiny_llm import TinyConfig, perplexity, train_tiny_llm, windows
+from inference.testing.tiny_llm import structured_tiny_llm, windows
 
 
 def correlated_inputs(k=128, rows=1024, seed=0):
@@ -90,40 +91,36 @@ def test_bad_settings_and_activations_are_named():
         acc.add(torch.tensor([[1.0, float("inf"), 0.0, 0.0]]))
 
 
-# --- a real (tiny) language model ----------------------------------------------------------------
+# --- a tiny language model with real-LLM structure (built in seconds, not trained) ---------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    return train_tiny_llm(tmp_path_factory.mktemp("tiny-llm"), TinyConfig(steps=400, lr=1e-2, seed=0))
+    return structured_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
 
 
-def _ppl_after(tiny, calib, opts, method):
+def _kl_after(tiny, calib, opts, method):
     model = copy.deepcopy(tiny.model)
     packed = quantize_model_(model, calib, opts, method=method)
     assert len(packed) == 7 * tiny.model.config.num_hidden_layers  # q k v o gate up down per layer
-    return perplexity(model, tiny.heldout_ids)
+    return closeness(tiny.model, model, tiny.heldout_ids[: 4 * 128])
 
 
-def test_gptq_quality_on_a_tiny_trained_llama(tiny):
-    """The issue's targets: GPTQ <= RTN at 4 bits; at 3 bits GPTQ's increase <= half of RTN's.
+def test_gptq_is_much_closer_to_the_full_precision_model_than_rtn(tiny):
+    """KL(fp‖q) per held-out token: GPTQ at most half of round-to-nearest's, at 4 and at 3 bits.
 
-    Caveat, measured on an H100 box's CPU (torch 2.11) with this config and 128 calibration windows:
-    the GPTQ/RTN ratio of the perplexity increase depends on the training seed. Seeds 0 and 2 give
-    0.22/0.10 at 4 bits and 0.23/0.31 at 3 bits; seeds 1 and 3 give 0.61/0.56 at 4 bits and
-    0.68/0.56 at 3 bits. The seed is fixed at 0 here (deterministic on one platform); the benchmark
-    benchmarks/gptq_quality.py reports a larger model.
+    Measured on this machine (2 cores), seeds 0 and 1 of the structured model, 16 windows x 128:
+    4-bit g128 GPTQ/RTN KL 0.155/0.611 and 0.160/0.535; 3-bit g32 act-order 0.240/1.439 and
+    0.256/1.452. Trained models behave alike (GPTQ 2-3.5x lower KL than RTN on the minute-trained
+    tiny Llama of benchmarks/gptq_quality.py); the model here needs no training, so the test runs in
+    seconds where training took over 600 s on a busy 2-core machine.
     """
-    fp = perplexity(tiny.model, tiny.heldout_ids)
     data = windows(tiny.train_ids, 128)
-    calib = data[torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))[:128]]
-    four = QuantOptions(bits=4, group_size=128)
-    rtn4, gptq4 = _ppl_after(tiny, calib, four, "rtn"), _ppl_after(tiny, calib, four, "gptq")
-    three = QuantOptions(bits=3, group_size=128)
-    rtn3, gptq3 = _ppl_after(tiny, calib, three, "rtn"), _ppl_after(tiny, calib, three, "gptq")
-    print(f"fp {fp:.3f} | 4-bit RTN {rtn4:.3f} GPTQ {gptq4:.3f} | 3-bit RTN {rtn3:.3f} GPTQ {gptq3:.3f}")
-    assert rtn3 > fp * 1.01  # quantization noise is visible in this model, so the comparison means something
-    assert gptq4 <= rtn4
-    assert gptq3 - fp <= 0.5 * (rtn3 - fp)
+    calib = data[torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(0))[:16]]
+    for opts in (QuantOptions(bits=4, group_size=128), QuantOptions(bits=3, group_size=32, act_order=True)):
+        rtn, gptq = _kl_after(tiny, calib, opts, "rtn"), _kl_after(tiny, calib, opts, "gptq")
+        print(f"{opts.bits}-bit g{opts.group_size}: RTN {rtn.row()} || GPTQ {gptq.row()}")
+        assert rtn.kl > 0.05  # quantization noise is visible, so the comparison means something
+        assert gptq.kl <= 0.5 * rtn.kl
+        assert gptq.top1 > rtn.top1
 
 
 def test_non_finite_activations_name_the_layer(tiny):
@@ -133,7 +130,7 @@ def test_non_finite_activations_name_the_layer(tiny):
     with pytest.raises(
         QuantizeError, match=r"model\.layers\.1\.mlp\.(gate|up)_proj: calibration activations"
     ):
-        quantize_model_(model, windows(tiny.train_ids, 64)[:4], QuantOptions())
+        quantize_model_(model, windows(tiny.train_ids, 16)[:2], QuantOptions())
 
 
 def _swap_in_checkpoint(model: nn.Module, ckpt) -> int:
@@ -176,7 +173,7 @@ def test_cli_quantizes_on_corpus_text_and_the_checkpoint_loads_back(tiny, tmp_pa
             "128",
             "--act-order",
             "--calib-samples",
-            "16",
+            "8",
             "--seq-len",
             "128",
             "--data-dir",
@@ -186,7 +183,7 @@ def test_cli_quantizes_on_corpus_text_and_the_checkpoint_loads_back(tiny, tmp_pa
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(next(line for line in result.output.splitlines() if line.startswith("{")))
-    assert summary["layers"] == 14 and summary["calib_samples"] == 16
+    assert summary["layers"] == 14 and summary["calib_samples"] == 8
 
     ckpt = read_checkpoint(out)
     assert ckpt.quant.bits == 4 and ckpt.quant.desc_act and ckpt.quant.checkpoint_format == "gptq"
@@ -198,9 +195,8 @@ def test_cli_quantizes_on_corpus_text_and_the_checkpoint_loads_back(tiny, tmp_pa
 
     model = copy.deepcopy(tiny.model)
     assert _swap_in_checkpoint(model, ckpt) == 14
-    fp = perplexity(tiny.model, tiny.heldout_ids)
-    quantized = perplexity(model, tiny.heldout_ids)
-    assert fp < quantized < fp * 1.05  # the weights changed, and 4-bit GPTQ kept the model
+    close = closeness(tiny.model, model, tiny.heldout_ids[: 4 * 128])
+    assert 0 < close.kl < 0.3 and close.top1 > 0.6  # the weights changed, and 4-bit GPTQ kept the model
 
 
 def test_cli_empty_corpus_is_one_line(tiny, tmp_path, capsys):
