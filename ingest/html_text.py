@@ -48,6 +48,14 @@ ONCLICK_TYPES = {
 # line breaks of a message as <br>, so a newline inside a text node is only formatting.
 _SOURCE_NEWLINE = re.compile(r"[ \t]*[\r\n]+[ \t]*")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
+# A link written without a scheme ("t.me/channel", "arxiv.org/abs/2410.02367"): the desktop export
+# writes a URL entity's href exactly as the text shows it. Custom emoji are relative links to the
+# sticker files the export downloaded ("stickers/sticker (3).webp"): never a host name.
+_HOST_LIKE = re.compile(
+    r"^(?:www\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{1,62}\.?(?::\d{1,5})?(?:[/?#]|$)",
+    re.I,
+)
+_STICKER_FILE = re.compile(r"\.(?:webp|tgs|webm|png|jpe?g|gif|mp4|json|lottie)$", re.I)
 _TME_USER = re.compile(r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/([A-Za-z0-9_]{3,64})/?$", re.I)
 
 
@@ -213,8 +221,12 @@ class _Builder:
         if not href:
             return None
         if not _SCHEME.match(href):
-            # The export links custom emoji to their sticker files by relative path.
-            return {"type": "custom_emoji"} if not href.startswith(("#", "/", "?")) else None
+            if href.startswith(("#", "/", "?")):
+                return None
+            same_as_label = _strip_url(label) == _strip_url(href)
+            if not same_as_label and (not _HOST_LIKE.match(href) or _STICKER_FILE.search(href.split("?")[0])):
+                # The export links custom emoji to their sticker files by relative path.
+                return {"type": "custom_emoji"}
         self.links.append(href)
         if _strip_url(label) == _strip_url(href):
             return {"type": "url"}

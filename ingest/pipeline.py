@@ -107,6 +107,29 @@ def _parse(raw: RawSource):
         ) from exc
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _repair_text(batch) -> None:
+    """Lone UTF-16 surrogates (no database stores them) in any parser's output become U+FFFD, with
+    a note; the JSON parser already repairs its messages and names them in its own note."""
+    repaired = 0
+    for record in [*batch.posts, *batch.papers]:
+        for name in ("text", "author", "forwarded_from", "channel_title", "title", "abstract", "full_text"):
+            value = getattr(record, name, None)
+            if isinstance(value, str) and _LONE_SURROGATE.search(value):
+                setattr(record, name, _LONE_SURROGATE.sub("\ufffd", value))
+                repaired += 1
+        if hasattr(record, "authors") and any(_LONE_SURROGATE.search(a) for a in record.authors):
+            record.authors = [_LONE_SURROGATE.sub("\ufffd", a) for a in record.authors]
+            repaired += 1
+    if repaired:
+        batch.notes.append(
+            f"{batch.location}: {repaired} text field{'s' if repaired != 1 else ''} with broken characters "
+            "(lone UTF-16 surrogates) kept with U+FFFD in their place"
+        )
+
+
 def _ingest_file(
     store: Store, location: str, channel_hint: str | None, force: bool, options: ReadOptions, notes: list[str]
 ) -> IngestSummary:
@@ -134,6 +157,7 @@ def _ingest_file(
         location=str(path.resolve()), data=data, channel_hint=channel_hint, path=path, options=options
     )
     batch = _parse(raw)
+    _repair_text(batch)
     notes.extend(batch.notes)
     return store.ingest_batch(batch, channel_hint=channel_hint, digest=digest, options=stored_options)
 

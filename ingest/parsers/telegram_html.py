@@ -5,17 +5,24 @@ Markup as `export_output_html.cpp` writes it: `div.message.default#messageNNN` w
 the same sender), `.forwarded.body` (its own `.from_name`), `.reply_to` (`GoToMessage(id)`),
 `.media_wrap`, `.text`, `.signature`, `span.reactions`. Service messages are skipped. The chat
 title is `.page_header .text.bold`; the export has no username, so permalinks need `--channel`.
-The export has no views or edit dates.
+The export has no views or edit dates. A reply to another chat's message is written as "In reply to
+a message in another chat" without a link; old exports write dates without a zone (stored as UTC
+unless `--tz` names the exporter's zone, with a note). The files of one export (`messages.html`,
+`messages2.html`, …) are one chat even when their page titles differ: every file takes the title
+of the export's first file.
 """
 
 from __future__ import annotations
 
+import html
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 from typing import Any
 
 from ingest.clean import finish_batch
 from ingest.html_text import Element, by_class, child, class_list, message_text, own_text, parse_html, squeeze
+from ingest.options import local_to_aware, no_zone_note
 from ingest.registry import RawSource, register
 from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
@@ -24,6 +31,9 @@ DATE_TITLE = re.compile(r"(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2}):(\d{2})(?: U
 MESSAGE_ID = re.compile(r"^message(-?\d+)$")
 GO_TO = re.compile(r"(?:GoToMessage\(|go_to_message)(\d+)")
 VIA_BOT = re.compile(r"\s+via @\w+$")
+OTHER_CHAT = "another chat"  # "In reply to a message in another chat": no link, no id
+EXPORT_FILE = re.compile(r"^messages(\d*)\.html?$", re.I)
+PAGE_TITLE = re.compile(r'class="page_header".*?<div class="text bold">\s*(.*?)\s*</div>', re.S | re.I)
 # Generic media cards: `media_<kind>` class → media type (JSON export's `media_type` names).
 GENERIC_MEDIA = {
     "media_photo": "photo",
@@ -47,20 +57,45 @@ WRAPPED_MEDIA = {
 }
 
 
-def parse_export_date(title: str | None) -> datetime | None:
-    """`25.01.2023 12:34:56 UTC+03:00` → aware datetime (old exports without the zone: UTC)."""
+def parse_export_date(title: str | None, zone: tzinfo | None = None) -> datetime | None:
+    """`25.01.2023 12:34:56 UTC+03:00` → aware datetime (old exports without the zone: in `zone`,
+    the exporter's zone when the user named it, else UTC)."""
     match = DATE_TITLE.search(title or "")
     if not match:
         return None
     day, month, year, hour, minute, second, sign, tz_h, tz_m = match.groups()
-    tz = UTC
+    tz = None
     if sign:
         delta = timedelta(hours=int(tz_h), minutes=int(tz_m))
         tz = timezone(delta if sign == "+" else -delta)
     try:
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
+        value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz)
     except ValueError:
         return None
+    return local_to_aware(value, zone)
+
+
+def _has_zone(title: str | None) -> bool:
+    match = DATE_TITLE.search(title or "")
+    return bool(match and match.group(7))
+
+
+def _first_file_title(path: Path | None) -> str | None:
+    """The chat title of the export's first file (`messages.html`) when `path` is a later one."""
+    if path is None:
+        return None
+    match = EXPORT_FILE.match(path.name)
+    if match is None or match.group(1) in ("", "1"):
+        return None
+    first = path.with_name("messages.html")
+    try:
+        with first.open("rb") as handle:
+            head = handle.read(16_384).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    found = PAGE_TITLE.search(head)
+    title = re.sub(r"\s+", " ", html.unescape(found.group(1))).strip() if found else ""
+    return title or None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -70,7 +105,8 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _name(element: Element | None) -> str | None:
     """A sender's name: the element's own text (the forwarded name has a date <span> inside)."""
-    text = VIA_BOT.sub("", re.sub(r"\s+", " ", own_text(element))).strip()
+    # Trim first: the name ends with a newline in the markup, and " via @bot" must end the text.
+    text = VIA_BOT.sub("", re.sub(r"\s+", " ", own_text(element)).strip())
     return text or None
 
 
@@ -134,15 +170,18 @@ def _reactions(container: Element | None) -> dict[str, int]:
     return counts
 
 
-def _reply_to(content: Element | None) -> int | None:
+def _reply_to(content: Element | None) -> tuple[int | None, dict[str, Any] | None]:
+    """(id of the replied message in this chat, or the other chat's reply as `reply_to_other`)."""
     reply = child(content, "div", "reply_to")
     if reply is None:
-        return None
+        return None, None
+    if OTHER_CHAT in re.sub(r"\s+", " ", reply.text_content()):
+        return None, {"chat": None, "message_id": None}
     for link in reply.iter("a"):
         match = GO_TO.search(f"{link.get('onclick') or ''} {link.get('href') or ''}")
         if match:
-            return int(match.group(1))
-    return None
+            return int(match.group(1)), None
+    return None, None
 
 
 @register
@@ -174,7 +213,9 @@ class TelegramHtmlExport:
             if header is not None
             else None
         )
+        title = _first_file_title(source.path) or title
         batch = SourceBatch(location=source.location, format=self.name)
+        zoneless = 0
         previous_author: str | None = None
         previous_forward: str | None = None
         for div in by_class(history, "message", "div"):
@@ -189,9 +230,12 @@ class TelegramHtmlExport:
                 batch.skipped += 1
                 continue
             previous_author, previous_forward = record.author_name, record.post.forwarded_from
+            zoneless += record.zoneless
             batch.posts.append(record.post)
         if not batch.posts and not batch.skipped:
             raise IngestError(f"{source.location}: Telegram HTML export without messages")
+        if zoneless and source.options.zone is None:
+            batch.notes.append(no_zone_note(source.location, f"dates of {zoneless} messages"))
         return finish_batch(batch, near_duplicates=False)
 
     def _message(
@@ -217,26 +261,31 @@ class TelegramHtmlExport:
         text, entities, links = message_text(child(content, "div", "text"))
         signature = squeeze(child(content, "div", "signature"))
         date_div = child(body, "div", "date")
+        date_title = str(date_div.get("title") or "") if date_div is not None else ""
+        date = parse_export_date(date_title, source.options.zone)
+        reply_to, reply_to_other = _reply_to(content)
         post = PostRecord(
             channel=source.channel_hint or "",
             channel_title=title,
             text=text,
             message_id=message_id,
-            date=_utc(parse_export_date(str(date_div.get("title") or "")) if date_div is not None else None),
+            date=_utc(date),
             author=signature or author_name,
             entities=entities,
             links=links,
             forwarded_from=forwarded_from,
-            reply_to=_reply_to(content),
+            reply_to=reply_to,
+            reply_to_other=reply_to_other,
             reactions=_reactions(_first(div, "reactions")),
             media=_media(child(content, "div", "media_wrap")),
         )
-        return _Parsed(post, author_name)
+        return _Parsed(post, author_name, date is not None and not _has_zone(date_title))
 
 
 class _Parsed:
-    __slots__ = ("author_name", "post")
+    __slots__ = ("author_name", "post", "zoneless")
 
-    def __init__(self, post: PostRecord, author_name: str | None):
+    def __init__(self, post: PostRecord, author_name: str | None, zoneless: bool):
         self.post = post
         self.author_name = author_name
+        self.zoneless = zoneless

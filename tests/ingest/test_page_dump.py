@@ -123,3 +123,24 @@ def test_reingest_of_unchanged_corpus_changes_nothing(ingested, sample_corpus):
     assert report.summary.unchanged == 56
     forced = ingest_locations(ingested, [str(sample_corpus)], force=True)
     assert (forced.summary.new, forced.summary.updated) == (0, 0)
+
+
+def test_single_post_page_alone_stores_its_body_once(store, sample_corpus):
+    # The page shows post 475 twice (preview above the permalink line, full text below); ingested
+    # without the channel page that also holds it, the two copies must still become one text.
+    report = ingest_locations(store, [str(sample_corpus / "001_d7c62806a8065b1d.txt")])
+    assert report.ok and report.summary.new == 1
+    with store.session() as s:
+        text = s.scalar(select(Post.text).where(Post.message_id == 475))
+    assert text.count("Знание всей прошлой траектории") == 1
+    assert text.count("Предложенный подход ARD") == 1
+    assert text.startswith("Метод\n\n") and text.endswith("по метрикам.")
+    assert 3_000 < len(text) < 4_000  # 7,210 characters when stored twice
+
+
+def test_first_ingest_into_an_empty_store_reports_nothing_updated(store, sample_corpus):
+    # 000 holds post 475 without its id, 001 the same post with it: a merge, not an update.
+    report = ingest_locations(store, [str(sample_corpus)])
+    assert report.ok
+    assert (report.summary.new, report.summary.updated, report.summary.merged) == (56, 0, 1)
+    assert report.summary.line().startswith("new 56, updated 0, unchanged 0, merged 1")

@@ -178,3 +178,62 @@ def test_json_parser_survives_odd_message_shapes(parts):
         {"name": "x", "messages": [{"id": 1, "type": "message", "text": parts, "text_entities": parts}]}
     ).encode()
     _parse_or_ingest_error("telegram-json", export)
+
+
+# --- the counters say distinct things; exit 2 iff a source failed ------------------------------------
+
+
+def test_counters_keep_dropped_messages_apart_from_failed_sources(store, tmp_path):
+    service = {"id": 2, "type": "service", "action": "pin_message", "date": "2025-01-01T00:00:00"}
+    export = write_export(tmp_path / "result.json", [message(1, "пост"), service, message(3, "")])
+    report = ingest_locations(store, [str(export)], channel_hint="chan")
+    assert report.ok
+    summary = report.summary
+    assert (summary.new, summary.dropped, summary.failed) == (1, 2, 0)
+    assert (
+        summary.line() == "new 1, updated 0, unchanged 0, dropped 2 (service, empty or unreadable messages)"
+    )
+
+    missing = ingest_locations(store, [str(export), str(tmp_path / "missing.json")], channel_hint="chan")
+    assert not missing.ok
+    assert (missing.summary.unchanged, missing.summary.dropped, missing.summary.failed) == (1, 0, 1)
+    assert missing.summary.line() == "new 0, updated 0, unchanged 1, failed 1 source"
+
+
+def test_markup_like_text_in_posts_and_file_names_does_not_stop_ingest(store, tmp_path):
+    folder = tmp_path / "[bold]exports"
+    folder.mkdir()
+    write_export(folder / "[red]first.json", [message(1, "[/x] пост с [red]разметкой[/red] [link=x]")])
+    (folder / "[link=x]broken.json").write_text('{"messages": 5}', encoding="utf-8")
+    write_export(folder / "z later.json", [message(2, "следующий файл")])
+    report = ingest_locations(store, [str(folder)], channel_hint="chan")
+    assert report.summary.new == 2 and report.summary.failed == 1
+    assert "[link=x]broken.json: JSON has no messages[] list" in report.errors[0]
+    with store.session() as s:
+        assert (
+            s.scalar(select(Post.text).where(Post.message_id == 1))
+            == "[/x] пост с [red]разметкой[/red] [link=x]"
+        )
+
+
+def test_broken_characters_from_any_parser_are_repaired_not_fatal(store, tmp_path, monkeypatch):
+    # pypdf and other readers can hand back lone surrogates, which SQLite refuses to store.
+    import ingest.pipeline as pipeline
+    from rag.store.records import PaperRecord, PostRecord, SourceBatch
+
+    def parse(raw):
+        return SourceBatch(
+            location=raw.location,
+            format="test",
+            posts=[PostRecord(channel="chan", text="пост \udc00 с обломком", message_id=1)],
+            papers=[PaperRecord(title="Title \ud800", authors=["A \udfff B"], full_text="x")],
+        )
+
+    monkeypatch.setattr(pipeline, "_parse", parse)
+    path = tmp_path / "any.txt"
+    path.write_text("whatever", encoding="utf-8")
+    report = ingest_locations(store, [str(path)])
+    assert report.ok and report.summary.new == 2
+    assert "3 text fields with broken characters" in report.notes[0]
+    with store.session() as s:
+        assert s.scalar(select(Post.text)) == "пост \ufffd с обломком"

@@ -334,3 +334,107 @@ def test_clean_with_entities_matches_clean_text_and_moves_offsets(data):
             )
             new = units[2 * after["offset"] : 2 * (after["offset"] + after["length"])].decode("utf-16-le")
             assert new and _is_subsequence(new, old.replace("\u00a0", " ").replace("\r", "\n"))
+
+
+# --- real-world shapes (issue 17) ----------------------------------------------------------------------
+
+
+def _one(tmp_path, store, body: str, *, title: str = "КПД", **kwargs):
+    path = write_html_export(tmp_path / "messages.html", title, body)
+    report = ingest_locations(store, [str(path)], channel_hint="kpd", **kwargs)
+    assert report.ok, report.errors
+    with store.session() as s:
+        return report, {p.message_id: p for p in s.scalars(select(Post))}
+
+
+def test_link_written_without_a_scheme_keeps_its_url(store, tmp_path):
+    text = (
+        'Подписывайтесь: <a href="t.me/quant_prune_distill">t.me/quant_prune_distill</a> '
+        '<a href = "stickers/sticker (3).webp">🔥</a> и <a href="arxiv.org/abs/2410.02367">статья</a>'
+    )
+    _report, posts = _one(
+        tmp_path,
+        store,
+        message(1, date="01.05.2025 10:00:00 UTC+03:00", time="10:00", from_name="КПД", text=text),
+    )
+    post = posts[1]
+    assert post.links == ["t.me/quant_prune_distill", "arxiv.org/abs/2410.02367"]
+    units = post.text.encode("utf-16-le")
+    kinds = [
+        (e["type"], units[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le"))
+        for e in post.entities
+    ]
+    assert kinds == [("url", "t.me/quant_prune_distill"), ("custom_emoji", "🔥"), ("text_link", "статья")]
+    assert post.entities[2]["url"] == "arxiv.org/abs/2410.02367"
+
+
+def test_via_bot_is_not_part_of_the_author(store, tmp_path):
+    body = message(
+        1, date="01.05.2025 10:00:00 UTC+03:00", time="10:00", from_name="Denis via @gif", text="гифка"
+    ) + message(
+        2,
+        date="01.05.2025 10:01:00 UTC+03:00",
+        time="10:01",
+        from_name="КПД",
+        forwarded="CV Time via @vote",
+        forwarded_date="30.04.2025 12:00:00 UTC+03:00",
+        text="опрос",
+    )
+    _report, posts = _one(tmp_path, store, body)
+    assert posts[1].author == "Denis"
+    assert posts[2].forwarded_from == "CV Time"
+
+
+def test_reply_to_a_message_in_another_chat_is_not_an_in_channel_reply(store, tmp_path):
+    other = message(3, date="01.05.2025 10:02:00 UTC+03:00", time="10:02", from_name="КПД", text="ответ туда")
+    other = other.replace(
+        '\n       <div class="text">',
+        '\n       <div class="reply_to details">\nIn reply to a message in another chat\n       </div>\n'
+        '\n       <div class="text">',
+    )
+    body = (
+        message(1, date="01.05.2025 10:00:00 UTC+03:00", time="10:00", from_name="КПД", text="пост")
+        + message(
+            2,
+            date="01.05.2025 10:01:00 UTC+03:00",
+            time="10:01",
+            from_name="КПД",
+            reply_to=1,
+            text="ответ здесь",
+        )
+        + other
+    )
+    _report, posts = _one(tmp_path, store, body)
+    assert (posts[2].reply_to, posts[2].reply_to_other) == (1, None)
+    assert (posts[3].reply_to, posts[3].reply_to_other) == (None, {"chat": None, "message_id": None})
+
+
+def test_files_of_one_export_are_one_channel_even_when_their_titles_differ(store, tmp_path):
+    folder = tmp_path / "ChatExport_2025-05-01"
+    folder.mkdir()
+    write_html_export(
+        folder / "messages.html",
+        "КПД",
+        message(1, date="01.05.2025 10:00:00 UTC+03:00", time="10:00", from_name="КПД", text="раз"),
+    )
+    write_html_export(
+        folder / "messages2.html",
+        "КПД (старое название)",
+        message(2, date="02.05.2025 10:00:00 UTC+03:00", time="10:00", from_name="КПД", text="два"),
+    )
+    assert ingest_locations(store, [str(folder)]).ok
+    with store.session() as s:
+        assert [c.title for c in s.scalars(select(Channel))] == ["КПД"]
+        assert len(s.scalars(select(Post)).all()) == 2
+
+
+def test_old_html_dates_without_zone_say_so_and_tz_names_the_zone(store, tmp_path):
+    from ingest.options import ReadOptions
+
+    body = message(1, date="01.05.2019 12:00:00", time="12:00", from_name="КПД", text="старый пост")
+    report, posts = _one(tmp_path, store, body)
+    assert len(report.notes) == 1 and "no time zone" in report.notes[0]
+    assert posts[1].date.replace(tzinfo=UTC) == datetime(2019, 5, 1, 12, 0, tzinfo=UTC)
+    report, posts = _one(tmp_path, store, body, options=ReadOptions(tz="+03:00"))
+    assert not report.notes and report.summary.updated == 1
+    assert posts[1].date.replace(tzinfo=UTC) == datetime(2019, 5, 1, 9, 0, tzinfo=UTC)
