@@ -14,6 +14,8 @@ Design:
   gather: GROUP_SIZE is a multiple of BLOCK_K then. QuantLinear decides this once at load time.
   (Reordering rows at load, as ExLlama does, would also make act-order contiguous but needs a
   permutation of x on every call; the gather keeps the stored layout and one code path.)
+- Decode (M <= configs.GEMV_MAX_M rows) goes to the GEMV kernel in int4_gemv.py instead: it loads
+  each packed word once and unpacks it in registers, with no tl.dot padding M to 16.
 - bits 2, 4 and 8 share the kernel (32/bits codes per word). 3-bit codes straddle words; they have no
   kernel here and go through the reference (QuantLinear does that automatically).
 """
@@ -27,7 +29,9 @@ import triton
 import triton.language as tl
 
 from inference.errors import KernelInputError
+from inference.kernels.configs import GEMV_MAX_M
 from inference.kernels.device import require_kernel_device
+from inference.kernels.int4_gemv import GEMV_LIMIT, launch_gemv
 
 KERNEL_BITS = (2, 4, 8)
 
@@ -251,8 +255,11 @@ def int4_matmul(
     *,
     bits: int = 4,
     zero_format: str = "v1",
+    gemv: bool | None = None,
 ) -> torch.Tensor:
-    """y (..., N) = x (..., K) @ dequant(W)ᵀ (+ bias), in x's dtype, via the Triton kernel."""
+    """y (..., N) = x (..., K) @ dequant(W)ᵀ (+ bias), in x's dtype, via the Triton kernels:
+    the GEMV kernel (int4_gemv.py) for M <= GEMV_MAX_M rows, the tiled one above that.
+    gemv=True/False forces one (benchmarks compare them; GEMV takes at most GEMV_LIMIT rows)."""
     k, n, groups = _check(x, qweight, qzeros, scales, g_idx, bias, bits, zero_format)
     if bits not in KERNEL_BITS:
         raise KernelInputError(
@@ -266,8 +273,23 @@ def int4_matmul(
     m = x2.shape[0]
     if m == 0:
         return x2.new_empty(0, n).reshape(*lead, n)
-    cfg = pick_config(m, n, k, x.device)
     gs = _trivial_group_size(g_idx, k, groups)
+    if gemv or (gemv is None and m <= GEMV_MAX_M):
+        if m > GEMV_LIMIT:
+            raise KernelInputError(f"gemv=True takes at most {GEMV_LIMIT} rows, x has {m}")
+        y = launch_gemv(
+            x2,
+            qweight,
+            qzeros,
+            scales,
+            None if gs else g_idx,
+            bias,
+            bits=bits,
+            zero_format=zero_format,
+            group_size=gs,
+        )
+        return y.reshape(*lead, n)
+    cfg = pick_config(m, n, k, x.device)
     if gs and gs % cfg.block_k:  # a K step must stay inside one group for the one-row fast path
         cfg.block_k = 32 if gs % 32 == 0 else 64
         if gs % cfg.block_k:
