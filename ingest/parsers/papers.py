@@ -1,7 +1,10 @@
 """Papers from files: PDF (text extracted with pypdf) and Markdown / plain-text papers.
 
 Title, authors, arXiv id and abstract come from the PDF metadata when it has them, else from the
-first page / the header of the text. A paper with an arXiv id replaces that id's stub (the
+first page / the header of the text. Authors read from the layout are taken only where the first
+page makes them unambiguous (a name list right under the title, names with affiliation marks, or
+one name per e-mail block); otherwise they stay unknown (an empty list) rather than a guess such
+as a subtitle or an affiliation's city. A paper with an arXiv id replaces that id's stub (the
 key is `arxiv:<id>`), so posts that linked the stub now link the full paper.
 
 Text papers are told apart from the page dumps (`page_dump`, priority 80) by a Markdown file
@@ -35,6 +38,10 @@ SECTION_END = re.compile(
     r"(?:Introduction|INTRODUCTION|Keywords|Index Terms|CCS Concepts)\b)"
 )
 FOOTNOTE_MARKS = re.compile(r"[\d*†‡§¶∗⋆,]+$")
+# "Alice Smith1* Bob Jones2 Carol Wu1": affiliation marks glued to each name also separate them.
+MARK_THEN_NAME = re.compile(r"(?<=[^\W\d_])[\d*†‡§¶∗⋆]+(?:,[\d*†‡§¶∗⋆]+)*\s+(?=[^\W\d_])")
+HAS_MARK = re.compile(r"[^\W\d_][\d*†‡§¶∗⋆]")
+EMAIL = re.compile(r"\S+@\S+\.\w+|^\{[^}]+\}@")
 NAME = re.compile(r"^[^\W\d_][\w.'’-]*(?:\s+[^\W\d_][\w.'’-]*){1,3}$")
 NAME_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "du", "la", "le", "dos", "bin", "al", "ibn"}
 AFFILIATION = re.compile(
@@ -59,6 +66,80 @@ def split_authors(line: str) -> list[str]:
     if not names or not all(_is_name(n) for n in names):
         return []
     return names
+
+
+def _names(line: str) -> tuple[list[str], bool]:
+    """(names on the line, whether they carry affiliation marks); ([], False) if not a name list."""
+    marked = bool(HAS_MARK.search(line))
+    return split_authors(MARK_THEN_NAME.sub(", ", line)), marked
+
+
+def _is_affiliation(line: str) -> bool:
+    return bool(AFFILIATION.search(line) or EMAIL.search(line))
+
+
+def layout_authors(lines: list[str]) -> list[str]:
+    """Authors from the first-page lines under the title, or [] when the layout does not say.
+
+    Taken: the first name list within the next four lines that has two or more names, or names
+    with affiliation marks, or a single name followed by an affiliation or e-mail line, plus the
+    lines continuing it; or, when the authors are laid out as blocks ending in e-mail addresses,
+    the first line of each block. Not taken: a lone capitalized line (a subtitle, a city).
+    """
+    header: list[str] = []
+    for line in lines[:20]:
+        if ABSTRACT_LINE.match(line) or SECTION_END.match("\n" + line):
+            break
+        header.append(line)
+    blocks = _email_blocks(header)
+    if blocks:
+        return blocks
+    for index, line in enumerate(header[:4]):
+        if _is_affiliation(line):
+            return []  # affiliations before any name: the names are not in reading order
+        names, marked = _names(line)
+        following = header[index + 1] if index + 1 < len(header) else ""
+        if names and (len(names) > 1 or marked or _is_affiliation(following)):
+            for more in header[index + 1 : index + 4]:
+                if not line.rstrip().endswith((",", "and")) and not HAS_MARK.search(more):
+                    break
+                extra, _ = _names(more)
+                if not extra:
+                    break
+                names, line = names + extra, more
+            return list(dict.fromkeys(names))
+    return []
+
+
+def _email_blocks(header: list[str]) -> list[str]:
+    """One author per block of lines that ends with an e-mail address (name, affiliation, e-mail)."""
+    ends = [i for i, line in enumerate(header) if EMAIL.search(line)]
+    if len(ends) < 2:
+        return []
+    names: list[str] = []
+    start = 0
+    for end in ends:
+        block = header[start:end]
+        found, _ = _names(block[0]) if block else ([], False)
+        if len(found) != 1:
+            return []
+        names.append(found[0])
+        start = end + 1
+    return names
+
+
+def _title_end(lines: list[str], title: str) -> int:
+    """Index of the last first-page line of a title known from the metadata; -1 if not found."""
+    wanted = re.sub(r"\W+", "", title).casefold()
+    for start in range(min(len(lines), 15)):
+        seen = ""
+        for end in range(start, min(len(lines), start + 4)):
+            seen += re.sub(r"\W+", "", lines[end]).casefold()
+            if seen == wanted:
+                return end
+            if not wanted.startswith(seen):
+                break
+    return -1
 
 
 def _is_name(text: str) -> bool:
@@ -137,14 +218,11 @@ class PdfPaper:
                 following = lines[title_index + 1]
                 if title.endswith((":", "-", "–")) or following[:1].islower():
                     title, title_index = f"{title} {following}", title_index + 1
+        if title is not None and title_index < 0:
+            title_index = _title_end(lines, title)
         authors = split_authors(meta_author) if meta_author else []
         if not authors and title_index >= 0:
-            for line in lines[title_index + 1 : title_index + 4]:
-                if ABSTRACT_LINE.match(line):
-                    break
-                authors = split_authors(line)
-                if authors:
-                    break
+            authors = layout_authors(lines[title_index + 1 :])
         arxiv_id = _arxiv_id(meta_subject, meta_title, first) or _filename_arxiv(source)
         paper = PaperRecord(
             title=title,

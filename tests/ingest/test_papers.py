@@ -227,3 +227,92 @@ def test_truncated_and_mutated_pdfs_only_raise_ingest_error(data):
 def test_random_and_mutated_text_papers_only_raise_ingest_error(data, name):
     batch = check_parser(TextPaper(), data, name)
     assert batch is None or len(batch.papers) == 1
+
+
+# --- authors: the metadata the PDF carries, then an unambiguous layout, else unknown (issue 17) -------
+
+
+def _pdf_authors(tmp_path, lines, info=None):
+    path = tmp_path / "paper.pdf"
+    path.write_bytes(
+        make_pdf([[*lines, "Abstract", "We study things.", "1 Introduction", "Text."]], info=info)
+    )
+    return PdfPaper().parse(_source(path)).papers[0]
+
+
+def test_a_subtitle_is_not_an_author(tmp_path):
+    paper = _pdf_authors(
+        tmp_path,
+        ["Lightning Attention", "Scaling Laws Revisited", "Alice Smith1, Bob Jones2, Carol Wu1"],
+    )
+    assert paper.title == "Lightning Attention"
+    assert paper.authors == ["Alice Smith", "Bob Jones", "Carol Wu"]
+
+
+def test_marked_names_without_commas_and_no_city_as_author(tmp_path):
+    paper = _pdf_authors(
+        tmp_path,
+        [
+            "Sparse Mixtures of Quantized Experts",
+            "Alice Smith1* Bob Jones2 Carol Wu1",
+            "Google Research",
+            "Mountain View",
+        ],
+    )
+    assert paper.authors == ["Alice Smith", "Bob Jones", "Carol Wu"]
+
+
+def test_author_list_wrapped_over_two_lines_keeps_every_author(tmp_path):
+    paper = _pdf_authors(
+        tmp_path,
+        [
+            "Sparse Mixtures of Quantized Experts",
+            "Alice Smith1, Bob Jones2,",
+            "Carol Wu3",
+            "1Stanford University 2Meta AI 3Tsinghua University",
+        ],
+    )
+    assert paper.authors == ["Alice Smith", "Bob Jones", "Carol Wu"]
+
+
+def test_one_author_per_email_block(tmp_path):
+    paper = _pdf_authors(
+        tmp_path,
+        [
+            "Sparse Mixtures of Quantized Experts",
+            "Alice Smith",
+            "Google Research",
+            "Mountain View, CA",
+            "alice@google.com",
+            "Bob Jones",
+            "Meta AI",
+            "bob@meta.com",
+        ],
+    )
+    assert paper.authors == ["Alice Smith", "Bob Jones"]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["Sparse Mixtures of Quantized Experts", "Mountain View"],  # a lone capitalized line
+        ["Sparse Mixtures of Quantized Experts", "Google Research", "Alice Smith"],  # out of order
+    ],
+)
+def test_ambiguous_layout_gives_unknown_authors_not_a_guess(tmp_path, lines):
+    assert _pdf_authors(tmp_path, lines).authors == []
+
+
+def test_metadata_title_locates_the_authors_under_it(tmp_path):
+    paper = _pdf_authors(
+        tmp_path,
+        [
+            "arXiv:2501.00001v1 [cs.LG] 1 Jan 2025",
+            "Sparse Mixtures of",
+            "Quantized Experts",
+            "Alice Smith1, Bob Jones2",
+        ],
+        info={"Title": "Sparse Mixtures of Quantized Experts"},
+    )
+    assert paper.title == "Sparse Mixtures of Quantized Experts"
+    assert paper.authors == ["Alice Smith", "Bob Jones"]
