@@ -64,6 +64,16 @@ def _forwarded_from(message: dict[str, Any]) -> str | None:
     )
 
 
+def _reply_to_other(message: dict[str, Any]) -> dict[str, Any] | None:
+    """`external_reply` (Bot API 7.0+): the post replies to a message of another chat."""
+    external = message.get("external_reply")
+    if not isinstance(external, dict):
+        return None
+    chat = external.get("chat") or (external.get("origin") or {}).get("chat") or {}
+    name = chat.get("username") or (str(chat["id"]) if chat.get("id") is not None else None)
+    return {"chat": name, "message_id": external.get("message_id")}
+
+
 def message_to_record(message: Any) -> PostRecord:
     """One Bot API channel message → `PostRecord` (text or caption, entities in UTF-16 units)."""
     data = _as_dict(message)
@@ -113,6 +123,7 @@ def message_to_record(message: Any) -> PostRecord:
         links=list(dict.fromkeys(links)),
         forwarded_from=_forwarded_from(data),
         reply_to=(data.get("reply_to_message") or {}).get("message_id"),
+        reply_to_other=_reply_to_other(data),
         views=None,
         media=media,
     )
