@@ -177,10 +177,16 @@ def test_readme_says_how_an_export_gets_into_the_data_volume():
         assert re.search(rf"docker compose .* cp \S+ bot:{re.escape(path)}\b", section), path
 
 
-def test_dockerfiles_copy_only_what_the_repository_has():
+def test_dockerfiles_copy_only_what_the_repository_has_and_the_context_sends():
+    # .dockerignore excludes everything ("*") and lets the copied paths back in ("!path")
+    allowed = {line[1:] for line in (REPO / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    assert "*" in (REPO / ".dockerignore").read_text().splitlines()
     for dockerfile in ("Dockerfile", "Dockerfile.llm"):
         for line in (DOCKER / dockerfile).read_text().splitlines():
             if line.startswith("COPY ") and "--from=" not in line:
                 *sources, _dest = line.split()[1:]
                 for source in sources:
                     assert (REPO / source).exists(), f"{dockerfile}: {line}"
+                    assert source.rstrip("/") in allowed, (
+                        f"{dockerfile}: {source} is not in .dockerignore's list"
+                    )
