@@ -8,14 +8,16 @@ reindex) at a time: `busy` tells a second caller that one is running. Knows noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.writer_lock import writer_lock
 from ingest.bot_api import FORMAT as LIVE_FORMAT
-from ingest.bot_api import message_batch
+from ingest.bot_api import location_for, message_batch
 from ingest.pipeline import IngestReport, ingest_locations
 from rag.errors import IngestError
 from rag.store.db import IngestSummary, Store
@@ -28,12 +30,23 @@ Progress = Callable[[int, int, str], None]  # (done, total, location)
 class CorpusOps:
     store: Store
     rag: Any = None  # RagService or None when retrieval is not available
+    # The data dir whose writer lock (bot.writer_lock) every job takes, so a CLI `ingest` and the
+    # bot never write at once; None (tests with fakes): no cross-process lock.
+    data_dir: Path | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _live_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def busy(self) -> bool:
         return self._lock.locked()
+
+    def _writing(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """Held inside the worker thread: waiting for a CLI run never blocks the event loop."""
+        if self.data_dir is None:
+            return contextlib.nullcontext()
+        return writer_lock(
+            self.data_dir, f"bot {what}", engine=self.store.engine, on_wait=lambda line: log.info("%s", line)
+        )
 
     def _sync_index(self) -> None:
         if self.rag is not None:
@@ -43,10 +56,11 @@ class CorpusOps:
         async with self._lock:
 
             def work() -> IngestReport:
-                report = ingest_locations(self.store, [str(p) for p in paths], channel_hint=channel_hint)
-                if report.sources:
-                    self._sync_index()
-                return report
+                with self._writing("upload"):
+                    report = ingest_locations(self.store, [str(p) for p in paths], channel_hint=channel_hint)
+                    if report.sources:
+                        self._sync_index()
+                    return report
 
             return await asyncio.to_thread(work)
 
@@ -65,16 +79,17 @@ class CorpusOps:
                 raise IngestError("no sources ingested yet: send a result.json export or a PDF first")
 
             def work() -> IngestReport:
-                report = IngestReport()
-                for done, info in enumerate(infos, start=1):
-                    one = ingest_locations(self.store, [info.location], channel_hint=info.channel_hint)
-                    report.summary.add(one.summary)
-                    report.errors.extend(one.errors)
-                    report.sources += one.sources
-                    if progress is not None:
-                        loop.call_soon_threadsafe(progress, done, len(infos), info.location)
-                self._sync_index()
-                return report
+                with self._writing("reingest"):
+                    report = IngestReport()
+                    for done, info in enumerate(infos, start=1):
+                        one = ingest_locations(self.store, [info.location], channel_hint=info.channel_hint)
+                        report.summary.add(one.summary)
+                        report.errors.extend(one.errors)
+                        report.sources += one.sources
+                        if progress is not None:
+                            loop.call_soon_threadsafe(progress, done, len(infos), info.location)
+                    self._sync_index()
+                    return report
 
             return await asyncio.to_thread(work)
 
@@ -83,19 +98,30 @@ class CorpusOps:
             raise RuntimeError("a re-ingest is already running")
         async with self._lock:
             if self.rag is not None:
-                await asyncio.to_thread(self.rag.reindex)
 
-    async def ingest_live(self, message: Any) -> IngestSummary:
-        """Store and index one channel post at once (live posts are serialized among themselves)."""
+                def work() -> None:
+                    with self._writing("reindex"):
+                        self.rag.reindex()
+
+                await asyncio.to_thread(work)
+
+    async def ingest_live(self, message: Any, channel_key: str) -> IngestSummary:
+        """Store and index one channel post at once (live posts are serialized among themselves).
+
+        `channel_key` is the store identity `bot.channels.LiveChannels.admit` bound to the post's
+        chat id; it replaces whatever username or title the post carries."""
         batch = message_batch(message)
-        channel = batch.posts[0].channel if batch.posts else None
+        for record in batch.posts:
+            record.channel = channel_key
+        batch.location = location_for(channel_key)
         async with self._live_lock:
 
             def work() -> IngestSummary:
-                summary = self.store.ingest_batch(batch, channel_hint=channel or None, digest=None)
-                if summary.new or summary.updated:
-                    self._sync_index()
-                return summary
+                with self._writing("channel post"):
+                    summary = self.store.ingest_batch(batch, channel_hint=channel_key, digest=None)
+                    if summary.new or summary.updated:
+                        self._sync_index()
+                    return summary
 
             return await asyncio.to_thread(work)
 

@@ -1,7 +1,9 @@
 """Fairness: per-user rate limit, per-chat queue, and honouring the Bot API's 429 `retry_after`.
 
-- `RateLimitMiddleware` (inner, on messages): a sliding window per user; over the limit the user
-  gets one "wait N s" reply per message and the handler does not run. Admins are exempt.
+- `RateLimitMiddleware` (inner, on messages and button presses, one budget per user): a sliding
+  window; over the limit the handler does not run and the user hears "wait N s" once per blocked
+  stretch (the first refused message or press), not once per message: a flood of 10,000 messages
+  costs one reply. Admins are exempt.
 - `ChatQueueMiddleware` (inner, on messages): one handler at a time per chat, in arrival order.
   aiogram handles every update in its own task, so a slow answer in one chat only queues that
   chat's later messages; other chats proceed.
@@ -24,7 +26,7 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextR
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import Message, TelegramObject
+from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.texts import lang_of, t
 
@@ -38,6 +40,7 @@ class RateLimitMiddleware(BaseMiddleware):
         self.window_s = window_s
         self.admin_ids = set(admin_ids or [])
         self._hits: dict[int, deque[float]] = defaultdict(deque)
+        self._warned_until: dict[int, float] = {}
 
     def retry_in(self, user_id: int, now: float | None = None) -> float:
         """Seconds until this user may send again; 0 when allowed (and then the hit is counted)."""
@@ -48,17 +51,34 @@ class RateLimitMiddleware(BaseMiddleware):
         if len(hits) >= self.limit:
             return self.window_s - (now - hits[0])
         hits.append(now)
+        self._warned_until.pop(user_id, None)
+        if len(self._hits) > 10_000:  # many one-off users: forget the idle ones so memory stays flat
+            for uid in [u for u, h in self._hits.items() if not h or now - h[-1] >= self.window_s]:
+                self._hits.pop(uid, None)
         return 0.0
+
+    def should_warn(self, user_id: int, wait: float, now: float | None = None) -> bool:
+        """True for the first refusal of a blocked stretch; later refusals until it ends stay silent."""
+        now = time.monotonic() if now is None else now
+        if now < self._warned_until.get(user_id, 0.0):
+            return False
+        self._warned_until[user_id] = now + wait
+        return True
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user = getattr(event, "from_user", None)
-        if not isinstance(event, Message) or user is None or user.id in self.admin_ids:
+        if not isinstance(event, Message | CallbackQuery) or user is None or user.id in self.admin_ids:
             return await handler(event, data)
         wait = self.retry_in(user.id)
-        if wait > 0:
-            await event.reply(t(lang_of(user), "rate_limited", s=max(1, math.ceil(wait))), parse_mode=None)
-            return None
-        return await handler(event, data)
+        if wait <= 0:
+            return await handler(event, data)
+        if self.should_warn(user.id, wait):
+            text = t(lang_of(user), "rate_limited", s=max(1, math.ceil(wait)))
+            if isinstance(event, CallbackQuery):
+                await event.answer(text, show_alert=True)
+            else:
+                await event.reply(text, parse_mode=None)
+        return None
 
 
 class ChatQueueMiddleware(BaseMiddleware):

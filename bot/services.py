@@ -114,4 +114,5 @@ def build_services(settings: Settings) -> Services:
     """Open the corpus and build retrieval and cross-posting on it (models load here, once)."""
     store = open_corpus(settings)
     rag = build_rag(settings, store)
-    return Services(settings, store, rag, CrosspostService(settings, store), CorpusOps(store, rag))
+    corpus = CorpusOps(store, rag, data_dir=settings.data_dir)
+    return Services(settings, store, rag, CrosspostService(settings, store), corpus)

@@ -6,11 +6,14 @@ are documented in the README and in `docker/.env.example`; keep the three in ste
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rag.errors import ConfigError
 
 
 def _env(*names: str) -> AliasChoices:
@@ -85,6 +88,8 @@ class Settings(BaseSettings):
     telegram_admin_ids: Annotated[list[int], NoDecode] = Field(
         default_factory=list, validation_alias=_env("TELEGRAM_ADMIN_IDS")
     )
+    # Usernames or numeric chat ids whose posts are ingested live; empty: the channels an admin
+    # enabled with /watch (stored). Never matched by title: any channel can take any title.
     telegram_channels: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("TELEGRAM_CHANNELS")
     )
@@ -99,7 +104,22 @@ class Settings(BaseSettings):
         1.0, ge=0.1, description="Least time between streaming edits of one answer (Telegram allows ~1/s)"
     )
     max_concurrent_answers: int = Field(4, ge=1, description="Answers generated at once across all chats")
-    webhook_listen: str = Field("0.0.0.0:8080", description="host:port the --webhook server listens on")
+    webhook_listen: str = Field(
+        "127.0.0.1:8080",
+        description="host:port the --webhook server listens on (loopback: put a TLS reverse proxy in front)",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="secret_token for setWebhook, checked on every POST (default: random per start)",
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # The Bot API's rule for secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("RESEARCH_BOT_WEBHOOK_SECRET: 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
 
     @field_validator("telegram_admin_ids", mode="before")
     @classmethod
@@ -124,7 +144,14 @@ class Settings(BaseSettings):
 
 def load_settings(data_dir: Path | None = None) -> Settings:
     """Build the settings from the environment; a `--data-dir` flag wins over the environment."""
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one line naming the setting, never the value (it may be a secret)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     return settings

@@ -23,8 +23,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "/crosspost ССЫЛКА или текст: переделать пост для X, Bluesky, Mastodon, Threads, LinkedIn\n/help: эта справка",
     },
     "admin_help": {
-        "en": "Admin: /reingest, /reindex, /stats, /sources; send result.json or a PDF to add it.",
-        "ru": "Админам: /reingest, /reindex, /stats, /sources; пришлите result.json или PDF, чтобы добавить.",
+        "en": "Admin: /reingest, /reindex, /stats, /sources, /watch @channel (index its new posts); "
+        "send result.json or a PDF to add it.",
+        "ru": "Админам: /reingest, /reindex, /stats, /sources, /watch @канал (индексировать его новые "
+        "посты); пришлите result.json или PDF, чтобы добавить.",
     },
     "new_done": {"en": "Started a new conversation.", "ru": "Начали новый разговор."},
     "ask_usage": {
@@ -54,6 +56,10 @@ TEXTS: dict[str, dict[str, str]] = {
     "stale_button": {
         "en": "This button is from an older message; please ask again.",
         "ru": "Эта кнопка от старого сообщения; спросите ещё раз, пожалуйста.",
+    },
+    "not_yours": {
+        "en": "This button belongs to someone else's message.",
+        "ru": "Эта кнопка относится к чужому сообщению.",
     },
     "error": {
         "en": "Sorry, something went wrong on my side. Please try again in a minute.",
@@ -104,6 +110,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "No sources yet: send me a result.json export or a PDF.",
         "ru": "Источников пока нет: пришлите мне экспорт result.json или PDF.",
     },
+    "watch_done": {
+        "en": "Watching {name} ({id}): its new and edited posts will be indexed.",
+        "ru": "Слежу за {name} ({id}): новые и изменённые посты попадут в индекс.",
+    },
+    "watch_usage": {
+        "en": "Write /watch @channel (or its numeric id), or reply /watch to a post forwarded from the "
+        "channel. The bot must be a member of the channel.",
+        "ru": "Напишите /watch @канал (или его числовой id) или ответьте /watch на пост, пересланный из "
+        "канала. Бот должен состоять в канале.",
+    },
+    "watch_list": {"en": "Watched channels:\n{lines}", "ru": "Отслеживаемые каналы:\n{lines}"},
+    "unwatch_done": {"en": "No longer watching {name}.", "ru": "Больше не слежу за {name}."},
+    "unwatch_none": {"en": "{name} was not watched.", "ru": "За {name} я и не следил."},
     "reindex_start": {"en": "Rebuilding the indexes…", "ru": "Перестраиваю индексы…"},
     "reindex_done": {"en": "Indexes rebuilt.", "ru": "Индексы перестроены."},
     "stats": {

@@ -1,26 +1,27 @@
 """In-process UI state of the running bot: answers' sources and conversions behind inline buttons.
 
-Buttons carry a short key into these caches plus this process's `session` id; after a restart the
-session id differs, so an old button is recognised as stale and answered politely instead of
-showing someone else's data. Caches are bounded (LRU), so memory stays flat on a busy bot.
+Buttons carry a random key (72 bits from `secrets`, not a counter) into these caches, and every
+entry remembers its owner: the chat and the user it was made for. Telegram clients can send any
+callback data, so a key is only a lookup: a press by anyone but the owner is answered "not yours"
+and reveals nothing, an unknown key (an old keyboard after a restart, a guess) is "stale". Caches
+are bounded (LRU), so memory stays flat on a busy bot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import secrets
 from collections import OrderedDict
 from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
+from aiogram.types import CallbackQuery
 
 from bot.streaming import DraftSupport
 
 
 class SourcesCb(CallbackData, prefix="src"):
-    session: str
-    key: int
+    key: str
 
 
 class ConvertCb(CallbackData, prefix="cv"):
@@ -29,38 +30,55 @@ class ConvertCb(CallbackData, prefix="cv"):
 
 
 class XpostCb(CallbackData, prefix="xp"):
-    session: str
-    key: int
+    key: str
     action: str  # "show" | "thread" | "retranslate"
     network: str
+
+
+Owner = tuple[int, int]  # (chat id, user id)
+STALE, NOT_YOURS = "stale_button", "not_yours"  # also the keys of their texts in bot.texts
 
 
 class Lru:
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[int, Any] = OrderedDict()
-        self._ids = itertools.count(1)
+        self._items: OrderedDict[str, tuple[Owner, Any]] = OrderedDict()
 
-    def put(self, value: Any) -> int:
-        key = next(self._ids)
-        self._items[key] = value
+    def put(self, value: Any, owner: Owner) -> str:
+        key = secrets.token_urlsafe(9)  # 12 characters; callback data stays far below 64 bytes
+        self._items[key] = (owner, value)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return key
 
-    def get(self, key: int) -> Any | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
+    def lookup(self, key: str, owner: Owner) -> tuple[Any | None, str | None]:
+        """(value, None) for the owner; (None, STALE) for an unknown key; (None, NOT_YOURS) otherwise."""
+        item = self._items.get(key)
+        if item is None:
+            return None, STALE
+        if item[0] != owner:
+            return None, NOT_YOURS
+        self._items.move_to_end(key)
+        return item[1], None
 
-    def replace(self, key: int, value: Any) -> None:
-        self._items[key] = value
+    def replace(self, key: str, value: Any) -> None:
+        owner, _ = self._items[key]
+        self._items[key] = (owner, value)
+
+
+def owner_of(event: Any) -> Owner | None:
+    """(chat id, user id) of a message or a button press (user 0 when a message has no sender,
+    e.g. one sent on behalf of a chat, so no press matches it); None without a chat."""
+    user = getattr(event, "from_user", None)
+    message = event.message if isinstance(event, CallbackQuery) else event
+    chat = getattr(message, "chat", None)
+    if chat is None:
+        return None
+    return (chat.id, user.id if user is not None else 0)
 
 
 class UiState:
     def __init__(self, max_concurrent_answers: int = 4, cache_size: int = 2000):
-        self.session = secrets.token_hex(3)
         self.answers = Lru(cache_size)  # key -> list of citations
         self.conversions = Lru(cache_size)  # key -> {"source": str, "result": dict, "lang": str}
         self.drafts = DraftSupport(True)

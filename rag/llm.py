@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import openai
 
 from rag.errors import LLMError
+from rag.redact import redact
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class LLMConfig:
 
 
 def _describe(exc: BaseException, base_url: str) -> str:
+    base_url = redact(base_url)  # the message reaches notices, logs and chats: no user:pass@ or ?key=
     if isinstance(exc, openai.APITimeoutError):
         return f"LLM endpoint {base_url} timed out"
     if isinstance(exc, openai.APIConnectionError):
@@ -35,7 +37,9 @@ def _describe(exc: BaseException, base_url: str) -> str:
         reason = body.get("message") or (body.get("error") or {}).get("message") if body else None
         detail = f": {str(reason).splitlines()[0][:200]}" if reason else ""
         return f"LLM endpoint {base_url} answered HTTP {exc.status_code}{detail}"
-    return f"LLM endpoint {base_url} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return redact(
+        f"LLM endpoint {base_url} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    )
 
 
 class LLMClient:
@@ -67,7 +71,7 @@ class LLMClient:
         except Exception as exc:  # openai errors, and pydantic/JSON errors on a garbage body
             raise LLMError(_describe(exc, self.config.base_url)) from exc
         if not isinstance(text, str) or not text.strip():
-            raise LLMError(f"LLM endpoint {self.config.base_url} returned no text")
+            raise LLMError(f"LLM endpoint {redact(self.config.base_url)} returned no text")
         return text
 
     async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
@@ -93,7 +97,7 @@ class LLMClient:
         except Exception as exc:
             raise LLMError(_describe(exc, self.config.base_url)) from exc
         if not produced:
-            raise LLMError(f"LLM endpoint {self.config.base_url} returned no text")
+            raise LLMError(f"LLM endpoint {redact(self.config.base_url)} returned no text")
 
     async def aclose(self) -> None:
         await self._async.close()

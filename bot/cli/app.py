@@ -19,6 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: rich mode read `[substrings]` and `[env: …]` in help texts as markup
+    # (eval's help showed `"expect": }`) and labelled every flag `<bool>`.
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -39,7 +42,8 @@ def progress_bar(label: str, *, hidden: bool = False) -> Progress:
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-        disable=hidden,
+        # Off when stderr is not a terminal: a transient bar there leaves only a blank line.
+        disable=hidden or not err_console.is_terminal,
     )
 
 
@@ -48,4 +52,6 @@ def settings_for(data_dir: Path | None) -> Settings:
 
 
 def print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, ensure_ascii=False, default=str))
+    from bot.cli.output import json_safe
+
+    typer.echo(json_safe(json.dumps(obj, ensure_ascii=False, default=str)))

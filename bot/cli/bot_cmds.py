@@ -1,4 +1,8 @@
-"""`research-bot bot`: run the Telegram bot (long polling, or a webhook server with --webhook)."""
+"""`research-bot bot`: run the Telegram bot (long polling, or a webhook server with --webhook).
+
+Before anything is opened or "bot running" is printed, the token is checked with one getMe, so a
+malformed or revoked token and an unreachable Bot API server are one line and exit 1.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated
 import typer
 
 from bot.cli.app import DataDir, app, err_console, settings_for
+from bot.cli.output import safe
 from rag.errors import ConfigError
 
 
@@ -26,12 +31,15 @@ def bot_command(
             "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and run "
             "TELEGRAM_BOT_TOKEN=<token> research-bot bot (or put it in .env)"
         )
-    from bot.app import run
+    import asyncio
+
+    from bot.app import check_bot_api, run
     from bot.services import build_services
 
+    username = asyncio.run(check_bot_api(settings))
     services = build_services(settings)
     where = f"webhook {webhook}" if webhook else f"long polling via {settings.telegram_api_url}"
-    err_console.print(f"research-bot: bot running ({where}); Ctrl-C stops it", highlight=False)
+    err_console.print(f"research-bot: @{username} running ({safe(where)}); Ctrl-C stops it", highlight=False)
     try:
         run(settings, services, webhook)
     finally:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
+from bot.cli.output import plain, safe
 from bot.services import llm_config, open_corpus
 from crosspost.service import DEFAULT_TARGETS, convert
 
@@ -59,11 +60,11 @@ def crosspost(
         print_json(result.to_json())
         return
     for notice in result.notices:
-        err_console.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/yellow] {safe(notice)}", highlight=False, soft_wrap=True)
     for name, target in result.targets.items():
         flag = " translated" if target.translated else ""
-        console.rule(f"[bold]{name}[/bold] · {len(target.parts)} part(s){flag}")
+        console.rule(f"[bold]{safe(name)}[/bold] · {len(target.parts)} part(s){flag}")
         for number, part in enumerate(target.parts, 1):
             limit = f"/{part.limit}" if part.limit else ""
             console.print(f"[dim][{number}] {part.length}{limit}[/dim]", highlight=False)
-            console.print(part.text, highlight=False, markup=False, soft_wrap=True)
+            console.print(plain(part.text), highlight=False, markup=False, soft_wrap=True)

@@ -17,12 +17,15 @@ from bot.cli.app import (
     progress_bar,
     settings_for,
 )
+from bot.cli.locking import writes_corpus
+from bot.cli.output import safe
 from bot.services import open_corpus
 from ingest.pipeline import expand, ingest_locations, reingest_all
 from rag.errors import IngestError
 
 
 @app.command()
+@writes_corpus
 def ingest(
     paths: Annotated[list[str] | None, typer.Argument(help="Files, folders or t.me/s/<channel> URLs")] = None,
     all_sources: Annotated[bool, typer.Option("--all", help="Re-run every source ingested before")] = False,
@@ -60,7 +63,7 @@ def ingest(
             progress.advance(task)
             if error and not as_json:
                 printed.add(error)
-                err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False, soft_wrap=True)
+                err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
 
         if all_sources:
             report = reingest_all(store, force=force, on_source=on_source)
@@ -86,7 +89,7 @@ def ingest(
     else:
         for error in report.errors:
             if error not in printed:
-                err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False, soft_wrap=True)
+                err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
         console.print(report.summary.line(), highlight=False)
     if index:
         _sync_indexes(settings, store, quiet=as_json)
@@ -102,7 +105,7 @@ def _sync_indexes(settings, store, *, quiet: bool = False):
     result = rag.sync_report()
     if not quiet:
         if result.message:
-            err_console.print(f"[yellow]{result.message}[/yellow]", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]{safe(result.message)}[/yellow]", highlight=False, soft_wrap=True)
         console.print(
             f"indexed: +{result.added} / -{result.removed} chunks ({result.embedded} embedded, "
             f"{result.seconds:.1f} s)",
@@ -121,10 +124,14 @@ DEMO_QUESTIONS = [
 
 
 @app.command()
+@writes_corpus
 def migrate(data_dir: DataDir = None) -> None:
     """Create or upgrade the database schema to the newest revision (the image runs this first)."""
     store = open_corpus(settings_for(data_dir))
-    console.print(f"database at newest schema: {store.engine.url.render_as_string(hide_password=True)}")
+    console.print(
+        f"database at newest schema: {safe(store.engine.url.render_as_string(hide_password=True))}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -142,11 +149,12 @@ def stats(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     )
     for source in result["sources"]:
         console.print(
-            f"  {source['last_ingest']}  {source['format']:<14} {source['location']}", highlight=False
+            f"  {source['last_ingest']}  {source['format']:<14} {safe(source['location'])}", highlight=False
         )
 
 
 @app.command()
+@writes_corpus
 def demo(data_dir: DataDir = None) -> None:
     """The main job on the embedded defaults: ingest and index the bundled sample corpus, answer questions."""
     settings = settings_for(data_dir)
@@ -154,7 +162,7 @@ def demo(data_dir: DataDir = None) -> None:
     report = ingest_locations(store, [str(SAMPLE_CORPUS)])
     console.print(f"[bold]Ingested the sample corpus[/bold] ({SAMPLE_CORPUS}): {report.summary.line()}")
     for error in report.errors:
-        err_console.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
+        err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False)
     settings = settings.model_copy(update={"llm_base_url": None})  # the demo answers extractively
     rag = _sync_indexes(settings, store)
     result = store.stats()

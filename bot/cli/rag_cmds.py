@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
+from bot.cli.locking import writes_corpus
+from bot.cli.output import plain, safe
 from bot.services import build_rag, open_corpus
 from rag.errors import AppError, ConfigError
 from rag.types import Answer, Hit
@@ -40,19 +42,19 @@ def _service(data_dir: Path | None):
 
 def _print_hits(query: str, hits: list[Hit]) -> None:
     if not hits:
-        console.print(f"no results for {query!r}", highlight=False)
+        console.print(f"no results for {safe(repr(query))}", highlight=False)
     for hit in hits:
         when = hit.date.date().isoformat() if hit.date else "?"
         where = hit.url or hit.title or f"post {hit.post_id}"
         snippet = " ".join(hit.text.split())
         snippet = snippet if len(snippet) <= 220 else snippet[:219] + "…"
         console.print(
-            f"[bold]{hit.rank}.[/bold] {hit.channel or 'paper'} {when}  {where}  "
+            f"[bold]{hit.rank}.[/bold] {safe(hit.channel or 'paper')} {when}  {safe(where)}  "
             f"[dim](score {hit.score:.4f})[/dim]",
             highlight=False,
             soft_wrap=True,
         )
-        console.print(f"   {snippet}", highlight=False, soft_wrap=True)
+        console.print(f"   {plain(snippet)}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -88,7 +90,7 @@ def search(
             if as_json:
                 print_json({"query": text, "hits": [], "error": str(exc)})
             else:
-                err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+                err_console.print(f"[red]error:[/red] {safe(exc)}", highlight=False)
             continue
         if as_json:
             print_json({"query": text, "hits": [h.to_json() for h in hits]})
@@ -99,16 +101,18 @@ def search(
 
 def print_answer(result: Answer, *, streamed: bool = False) -> None:
     if result.notice:
-        err_console.print(f"[yellow]{result.notice}[/yellow]", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]{safe(result.notice)}[/yellow]", highlight=False, soft_wrap=True)
     if not streamed:
-        console.print(result.answer, highlight=False, soft_wrap=True)
+        console.print(plain(result.answer), highlight=False, soft_wrap=True, markup=False)
     if result.citations:
         console.print("")
     for c in result.citations:
         when = c.date.date().isoformat() if c.date else ""
         console.print(
-            " ".join(
-                part for part in (f"[{c.n}]", c.url or "(no permalink)", c.title, c.channel, when) if part
+            plain(
+                " ".join(
+                    part for part in (f"[{c.n}]", c.url or "(no permalink)", c.title, c.channel, when) if part
+                )
             ),
             highlight=False,
             soft_wrap=True,
@@ -172,9 +176,12 @@ def eval_cmd(
 
 
 @app.command()
+@writes_corpus
 def reindex(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Rebuild the search indexes from the store into a new folder and swap it in atomically."""
     result = _service(data_dir).reindex()
+    # The model's identity is NAME|QUERY_PREFIX|PASSAGE_PREFIX; show the name without empty prefixes.
+    result = {**result, "model": str(result["model"]).rstrip("|")}
     if as_json:
         print_json(result)
     else:
@@ -205,11 +212,13 @@ def chat(data_dir: DataDir = None) -> None:
                     and part.answer.strip() != "".join(parts).strip()
                 ):
                     # the citation check changed the draft: show the checked text
-                    console.print(f"(checked) {part.answer}", highlight=False, soft_wrap=True, markup=False)
+                    console.print(
+                        f"(checked) {plain(part.answer)}", highlight=False, soft_wrap=True, markup=False
+                    )
                 print_answer(part, streamed=True)
             else:
                 parts.append(part)
-                console.print(part, highlight=False, soft_wrap=True, markup=False, end="")
+                console.print(plain(part), highlight=False, soft_wrap=True, markup=False, end="")
 
     while True:
         if interactive:
@@ -227,9 +236,9 @@ def chat(data_dir: DataDir = None) -> None:
             console.print("(conversation cleared)")
             continue
         if not interactive:
-            console.print(f"> {question}", highlight=False)
+            console.print(f"> {plain(question)}", highlight=False, markup=False)
         try:
             asyncio.run(answer(question))
         except AppError as exc:
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            err_console.print(f"[red]error:[/red] {safe(exc)}", highlight=False)
         console.print("")

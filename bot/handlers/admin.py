@@ -134,8 +134,17 @@ async def on_sources(message: Message, settings: Settings, corpus: CorpusOps) ->
     await message.reply(text[:4000], parse_mode=None)
 
 
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^\w.\-]+", "_", name).strip("._") or "upload"
+def _safe_name(name: str, limit: int = 120) -> str:
+    """A file name safe to create: word characters, dots and dashes only, at most `limit` UTF-8
+    bytes with the extension kept (a 300-character name exceeds the 255-byte limit of ext4)."""
+    name = re.sub(r"[^\w.\-]+", "_", name).strip("._") or "upload"
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem or len(suffix) > 10:
+        stem, suffix = name, ""
+    suffix = f".{suffix}" if suffix else ""
+    while stem and len((stem + suffix).encode()) > limit:
+        stem = stem[: -max(1, (len((stem + suffix).encode()) - limit) // 4)]
+    return (stem.rstrip("._") or "upload") + suffix
 
 
 @router.message(F.document, F.chat.type == "private", lambda m, settings: is_admin(m.from_user, settings))

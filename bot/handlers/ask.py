@@ -22,7 +22,7 @@ from bot.handlers.common import lang, reply_html
 from bot.settings import Settings
 from bot.streaming import AnswerStreamer
 from bot.texts import t
-from bot.ui import ConvertCb, SourcesCb, UiState
+from bot.ui import STALE, ConvertCb, SourcesCb, UiState, owner_of
 
 router = Router(name="ask")
 POST_URL = re.compile(r"t\.me/([A-Za-z0-9_]{3,32})/(\d+)")
@@ -36,18 +36,10 @@ def _get(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-def answer_keyboard(
-    citations: list[Any], key: int, ui: UiState, language: str
-) -> InlineKeyboardMarkup | None:
+def answer_keyboard(citations: list[Any], key: str, language: str) -> InlineKeyboardMarkup | None:
     if not citations:
         return None
-    rows = [
-        [
-            InlineKeyboardButton(
-                text=t(language, "btn_sources"), callback_data=SourcesCb(session=ui.session, key=key).pack()
-            )
-        ]
-    ]
+    rows = [[InlineKeyboardButton(text=t(language, "btn_sources"), callback_data=SourcesCb(key=key).pack())]]
     convert = []
     for citation in citations:
         match = POST_URL.search(str(_get(citation, "url") or ""))
@@ -112,9 +104,9 @@ async def answer_question(
         if final is None:
             raise RuntimeError("the answer stream ended without a final Answer")
         citations = list(_get(final, "citations") or [])
-        key = ui.answers.put(citations)
+        key = ui.answers.put(citations, owner=owner_of(message) or (message.chat.id, 0))
         parts = split_html(render_answer(final, language))
-        await streamer.finish(parts, answer_keyboard(citations, key, ui, language))
+        await streamer.finish(parts, answer_keyboard(citations, key, language))
 
 
 @router.message(Command("ask"))
@@ -180,9 +172,10 @@ async def on_group_message(
 @router.callback_query(SourcesCb.filter())
 async def on_sources(query: CallbackQuery, callback_data: SourcesCb, ui: UiState) -> None:
     language = lang(query)
-    citations = ui.answers.get(callback_data.key) if callback_data.session == ui.session else None
+    owner = owner_of(query)
+    citations, refused = ui.answers.lookup(callback_data.key, owner) if owner else (None, STALE)
     if citations is None or not isinstance(query.message, Message):
-        await query.answer(t(language, "stale_button"), show_alert=True)
+        await query.answer(t(language, refused or STALE), show_alert=True)
         return
     await query.answer()
     await reply_html(query.message, render_quotes(citations, language))

@@ -20,7 +20,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.formatting import escape, split_html, utf16_len
 from bot.handlers.common import lang
 from bot.texts import t
-from bot.ui import ConvertCb, UiState, XpostCb
+from bot.ui import STALE, ConvertCb, Owner, UiState, XpostCb, owner_of
 from rag.errors import CrosspostError
 
 router = Router(name="crosspost")
@@ -58,6 +58,9 @@ def render_preview(result: dict[str, Any], network: str, language: str) -> str:
     )
     blocks = [f"<b>{escape(header)}</b>"]
     blocks += [f"<i>{escape(str(notice))}</i>" for notice in result.get("notices") or []]
+    blocks += [f"<i>{escape(str(notice))}</i>" for notice in target.get("notices") or []]
+    if target.get("error"):  # this network could not take the post; the others have their parts
+        blocks.append(f"⚠️ {escape(str(target['error']))}")
     used = sum(utf16_len(b) + 2 for b in blocks)
     for index, part in enumerate(parts, start=1):
         counted = part.get("length")
@@ -74,12 +77,10 @@ def render_preview(result: dict[str, Any], network: str, language: str) -> str:
     return "\n\n".join(blocks)
 
 
-def preview_keyboard(
-    result: dict[str, Any], key: int, network: str, ui: UiState, language: str
-) -> InlineKeyboardMarkup:
+def preview_keyboard(result: dict[str, Any], key: str, network: str, language: str) -> InlineKeyboardMarkup:
     def button(text: str, action: str, net: str) -> InlineKeyboardButton:
         return InlineKeyboardButton(
-            text=text, callback_data=XpostCb(session=ui.session, key=key, action=action, network=net).pack()
+            text=text, callback_data=XpostCb(key=key, action=action, network=net).pack()
         )
 
     networks = list(result["targets"])
@@ -101,19 +102,25 @@ async def convert_and_preview(
     crosspost: Any,
     ui: UiState,
     language: str,
+    owner: Owner,
     reply_to: int | None = None,
 ) -> None:
+    """`owner`: the (chat, user) whose request this is; only they can use the preview's buttons."""
     result = _as_json(await asyncio.to_thread(crosspost.convert, source))
     if not result.get("targets"):
         raise RuntimeError("the crosspost service returned no targets")
-    key = ui.conversions.put({"source": source, "result": result})
+    key = ui.conversions.put({"source": source, "result": result}, owner=owner)
     network = next(iter(result["targets"]))
     await message.answer(
         render_preview(result, network, language),
         parse_mode="HTML",
-        reply_markup=preview_keyboard(result, key, network, ui, language),
+        reply_markup=preview_keyboard(result, key, network, language),
         reply_to_message_id=reply_to,
     )
+
+
+def _owner(event: Any) -> Owner:
+    return owner_of(event) or (0, 0)
 
 
 def _message_source(message: Message) -> dict[str, Any] | None:
@@ -163,7 +170,13 @@ async def on_crosspost(message: Message, command: CommandObject, crosspost: Any,
         await message.reply(t(language, "crosspost_usage"), parse_mode=None)
         return
     await convert_and_preview(
-        message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
+        message,
+        source,
+        crosspost=crosspost,
+        ui=ui,
+        language=language,
+        owner=_owner(message),
+        reply_to=message.message_id,
     )
 
 
@@ -177,7 +190,13 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     if isinstance(source, str):
         try:  # a public channel's post that the corpus does not hold: convert the forwarded text
             await convert_and_preview(
-                message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
+                message,
+                source,
+                crosspost=crosspost,
+                ui=ui,
+                language=language,
+                owner=_owner(message),
+                reply_to=message.message_id,
             )
             return
         except CrosspostError:
@@ -186,7 +205,13 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
                 raise
             source = fallback
     await convert_and_preview(
-        message, source, crosspost=crosspost, ui=ui, language=language, reply_to=message.message_id
+        message,
+        source,
+        crosspost=crosspost,
+        ui=ui,
+        language=language,
+        owner=_owner(message),
+        reply_to=message.message_id,
     )
 
 
@@ -199,6 +224,7 @@ async def on_post_link(message: Message, crosspost: Any, ui: UiState) -> None:
         crosspost=crosspost,
         ui=ui,
         language=lang(message),
+        owner=_owner(message),
         reply_to=message.message_id,
     )
 
@@ -213,7 +239,9 @@ async def on_convert_button(
         return
     await query.answer(t(language, "crosspost_working"))
     source = f"https://t.me/{callback_data.channel}/{callback_data.msg}"
-    await convert_and_preview(query.message, source, crosspost=crosspost, ui=ui, language=language)
+    await convert_and_preview(
+        query.message, source, crosspost=crosspost, ui=ui, language=language, owner=_owner(query)
+    )
 
 
 @router.callback_query(XpostCb.filter())
@@ -221,10 +249,11 @@ async def on_preview_button(
     query: CallbackQuery, callback_data: XpostCb, bot: Bot, crosspost: Any, ui: UiState
 ) -> None:
     language = lang(query)
-    entry = ui.conversions.get(callback_data.key) if callback_data.session == ui.session else None
+    owner = owner_of(query)
+    entry, refused = ui.conversions.lookup(callback_data.key, owner) if owner else (None, STALE)
     network = callback_data.network
     if entry is None or not isinstance(query.message, Message) or network not in entry["result"]["targets"]:
-        await query.answer(t(language, "stale_button"), show_alert=True)
+        await query.answer(t(language, refused or STALE), show_alert=True)
         return
     if callback_data.action == "thread":
         await query.answer()
@@ -244,7 +273,7 @@ async def on_preview_button(
         await query.message.edit_text(
             render_preview(entry["result"], network, language),
             parse_mode="HTML",
-            reply_markup=preview_keyboard(entry["result"], callback_data.key, network, ui, language),
+            reply_markup=preview_keyboard(entry["result"], callback_data.key, network, language),
         )
     except TelegramBadRequest as exc:  # the network already shown: nothing to change
         if "not modified" not in str(exc):

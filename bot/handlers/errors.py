@@ -11,6 +11,7 @@ from aiogram.types import ErrorEvent
 from bot.formatting import escape
 from bot.texts import lang_of, t
 from rag.errors import AppError
+from rag.redact import redact
 
 router = Router(name="errors")
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ async def on_error(event: ErrorEvent) -> bool:
     language = lang_of(user)
     if isinstance(exc, AppError):
         log.info("user error on update %s: %s", update.update_id, exc)
-        text = t(language, "user_error", msg=escape(str(exc)))
+        text = t(language, "user_error", msg=escape(redact(exc)))  # errors can quote URLs and keys
     else:
         log.error("update %s failed", update.update_id, exc_info=exc)
         text = escape(t(language, "error"))

@@ -1,7 +1,8 @@
 """A local Bot API emulator: an aiohttp server on 127.0.0.1 that the real bot talks HTTP to.
 
 Implements getMe, getUpdates (scripted updates, long polling), sendMessage, editMessageText,
-sendChatAction, answerCallbackQuery, getFile + file download, sendMessageDraft, deleteWebhook.
+sendChatAction, answerCallbackQuery, getFile + file download, sendMessageDraft, deleteWebhook,
+setWebhook, getChat (chats the emulator has seen, by id or @username).
 Every request is recorded (method, decoded params, monotonic time) so tests check real traffic.
 `fail(method, retry_after=...)` scripts 429 answers; `drafts=False` answers sendMessageDraft with
 404 like a Bot API server that predates it.
@@ -13,12 +14,16 @@ import asyncio
 import itertools
 import json
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "Research", "username": "research_test_bot"}
+GIFTS = dict.fromkeys(
+    ("unlimited_gifts", "limited_gifts", "unique_gifts", "premium_subscription", "gifts_from_channels"), False
+)
 RAW_FIELDS = {"text", "caption", "callback_query_id", "draft_id_raw"}
 
 
@@ -49,6 +54,8 @@ class Emulator:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._chats: dict[int, dict[str, Any]] = {}
+        self.last_update_id = 0  # the newest pushed update
+        self.acked = 0  # the newest update the bot has fetched (getUpdates offset - 1)
 
     # --- server -------------------------------------------------------------------------------
     async def start(self) -> str:
@@ -87,6 +94,7 @@ class Emulator:
 
     def push(self, update: dict[str, Any]) -> dict[str, Any]:
         update = {"update_id": next(self._update_ids), **update}
+        self.last_update_id = update["update_id"]
         self._updates.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update
@@ -131,18 +139,31 @@ class Emulator:
         return message
 
     def channel_post(
-        self, channel: str, message_id: int, text: str, *, edited: bool = False, **extra: Any
+        self,
+        channel: str,
+        message_id: int,
+        text: str,
+        *,
+        edited: bool = False,
+        chat_id: int | None = None,
+        username: str | None = "",
+        **extra: Any,
     ) -> dict[str, Any]:
+        """A post of channel `channel` (its title; also its username unless `username` is given, None
+        for a channel without one); the chat id is stable per title unless `chat_id` is given."""
+        chat = {
+            "id": chat_id if chat_id is not None else -1001000000000 - zlib.crc32(channel.encode()) % 10**9,
+            "type": "channel",
+            "title": channel,
+        }
+        if username is not None:
+            chat["username"] = username or channel
+        self._chats[chat["id"]] = chat
         post = {
             "message_id": message_id,
             "date": int(time.time()),
             "text": text,
-            "chat": {
-                "id": -1001000000000 - message_id % 7,
-                "type": "channel",
-                "title": channel,
-                "username": channel,
-            },
+            "chat": chat,
             **extra,
         }
         if edited:
@@ -262,6 +283,7 @@ class Emulator:
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
+        self.acked = max(self.acked, offset - 1)  # the bot confirmed it has every update up to here
         timeout = float(params.get("timeout") or 0)
         deadline = time.monotonic() + min(timeout, 2.0)  # short polls keep test shutdown fast
         while True:
@@ -284,6 +306,15 @@ class Emulator:
 
     def _m_setWebhook(self, params: dict[str, Any]) -> bool:
         return True
+
+    def _m_getChat(self, params: dict[str, Any]) -> dict[str, Any]:
+        ref = params.get("chat_id")
+        for chat in self._chats.values():
+            if ref in (chat["id"], str(chat["id"])) or (
+                isinstance(ref, str) and ref.lstrip("@").lower() == str(chat.get("username", "")).lower()
+            ):
+                return {**chat, "accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": GIFTS}
+        raise _ApiError("Bad Request: chat not found")
 
     def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         return True

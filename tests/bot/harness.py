@@ -65,7 +65,11 @@ async def running_bot(
     await emulator.start()
     settings = services.settings.model_copy(update={"telegram_api_url": emulator.base_url, **overrides})
     services = Services(
-        settings, services.store, services.rag, services.crosspost, CorpusOps(services.store, services.rag)
+        settings,
+        services.store,
+        services.rag,
+        services.crosspost,
+        CorpusOps(services.store, services.rag, data_dir=settings.data_dir),
     )
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, services)
@@ -84,6 +88,24 @@ async def running_bot(
             task.cancel()
         await bot.session.close()
         await emulator.stop()
+
+
+async def settle(emulator: Emulator, timeout: float = 30.0) -> None:
+    """Wait until the bot has fetched every pushed update and finished handling each one (the
+    dispatcher handles every update in its own `_process_update` task on this event loop); then
+    counts of replies are final, whatever the machine's speed."""
+    last = emulator.last_update_id
+    await emulator.wait_for(lambda: emulator.acked >= last, timeout=timeout)
+
+    def pending() -> list[asyncio.Task]:
+        return [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done() and "_process_update" in getattr(t.get_coro(), "__qualname__", "")
+        ]
+
+    while tasks := pending():
+        await asyncio.wait_for(asyncio.wait(tasks), timeout)
 
 
 class HtmlCheck(HTMLParser):
