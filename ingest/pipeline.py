@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.encoding import check_not_double_encoded, utf16_to_utf8
 from ingest.options import ReadOptions
 from ingest.registry import RawSource, detect
 from rag.errors import IngestError
@@ -153,11 +154,15 @@ def _ingest_file(
             known.location, known.format, channel_hint, digest, known.last_summary or "", stored_options
         )
         return IngestSummary(unchanged=unchanged, changed_post_ids=[])
-    raw = RawSource(
-        location=str(path.resolve()), data=data, channel_hint=channel_hint, path=path, options=options
-    )
+    location = str(path.resolve())
+    readable, encoding_note = utf16_to_utf8(location, data)
+    raw = RawSource(location=location, data=readable, channel_hint=channel_hint, path=path, options=options)
     batch = _parse(raw)
     _repair_text(batch)
+    check_not_double_encoded(
+        location, [p.text for p in batch.posts] + [p.full_text or "" for p in batch.papers]
+    )
+    notes.extend([encoding_note] if encoding_note else [])
     notes.extend(batch.notes)
     return store.ingest_batch(batch, channel_hint=channel_hint, digest=digest, options=stored_options)
 

@@ -290,7 +290,7 @@ class TelegramJsonExport:
             export = json.loads(text)
         except json.JSONDecodeError as exc:
             raise IngestError(
-                f"{source.location}: malformed JSON export ({exc.msg} at line {exc.lineno})"
+                f"{source.location}: malformed JSON export ({exc.msg}: line {exc.lineno}, column {exc.colno})"
             ) from exc
         except RecursionError:
             raise IngestError(

@@ -239,7 +239,12 @@ class TmePreviewPage:
 
     def detect(self, source: RawSource) -> bool:
         data = source.data[:2_000_000]
-        return b"tgme_widget_message" in data and b"data-post=" in data
+        if b"tgme_widget_message" in data and b"data-post=" in data:
+            return True
+        # A page cut off before its first post still names itself in its head: say "truncated".
+        head = source.data[:65_536]
+        ended = b"</html>" in source.data[-2048:].lower()
+        return (b"tgme_webpreview" in head or b"tgme_channel" in head) and not ended
 
     def parse(self, source: RawSource) -> SourceBatch:
         text = source.text()
