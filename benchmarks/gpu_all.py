@@ -5,11 +5,14 @@
                                                      # TRITON_INTERPRET=1 (correctness of the script, no speed)
     python benchmarks/gpu_all.py --model DIR         # also a real model folder (GPTQ, or fp16 to quantize)
     python benchmarks/gpu_all.py --only attention,int4 --budget 200 --json out.json
+    python benchmarks/gpu_all.py --fetch-wheels      # here, with PyPI: wheels into .whl/ for a GPU
+                                                     # machine without a registry (carry .whl)
 
 Sections, each guarded (an exception becomes an ERROR row and the next section runs) and each
 skipped once the global time budget (--budget seconds, default 450) would be overrun:
-  setup        device, versions; installs the optional `sageattention` comparison (SAGE_SPEC) from a
-               wheel folder `.whl/` when there is one (machines without a registry), else from PyPI
+  setup        installs what a bare CUDA image lacks (GPU_EXTRAS, and SageAttention for the comparison)
+               from `.whl/` when there is one (made by --fetch-wheels on a machine with PyPI: the GPU
+               machine has no registry), else from PyPI; then device, versions
   gpu-tests    pytest -m gpu on the test files that hold @gpu tests (compiled kernels, graph replay)
   attention    ours vs SDPA (FlashAttention backend) vs SageAttention: d64/d128, 1k-16k, causal or not
   attn-sweep   candidate tiles (configs.ATTN_CANDIDATES) per head dim at 4k: the fastest, for the table
@@ -41,6 +44,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAGE_SPEC = "sageattention==1.0.6"  # the Triton-only release (v2 needs a CUDA build); 20 kB, no deps
+# What a CUDA image with torch, triton and transformers usually lacks for this run: the test
+# conftests import openai (and so pydantic); pytest-asyncio reads the asyncio settings in pyproject.
+# Pinned to the versions of the environment that runs --fetch-wheels (the tested ones).
+GPU_EXTRAS = ("openai", "pydantic", "pytest-asyncio")
+WHEELS = REPO / ".whl"  # wheels for a machine without a package registry (--fetch-wheels)
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 SMOLLM_GLOB = "models--HuggingFaceTB--SmolLM2-*"
 
 
@@ -89,22 +98,60 @@ def _sage(run: Run) -> tuple[Callable | None, str]:
         return None, "not used in --smoke (its kernels need CUDA)"
     try:
         from sageattention import sageattn
-    except ImportError:
-        if not run.install:
-            return None, "not installed (--no-install)"
-        wheels = REPO / ".whl"
-        cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps"]
-        cmd += (
-            ["--no-index", "--find-links", str(wheels)]
-            if wheels.is_dir()
-            else ["--retries", "0", "--timeout", "10"]
-        )
-        proc = subprocess.run([*cmd, SAGE_SPEC], capture_output=True, text=True, timeout=120, check=False)
-        if proc.returncode:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-            return None, f"did not install ({tail[0][:120]}); no comparison"
-        from sageattention import sageattn
+    except ImportError as exc:
+        return None, f"not importable ({exc}); no comparison"
     return (lambda q, k, v, causal: sageattn(q, k, v, tensor_layout="HND", is_causal=causal)), "installed"
+
+
+def fetch_wheels() -> int:
+    """On a machine with PyPI: wheels for GPU_EXTRAS (+ SageAttention) and their dependencies, for
+    the GPU image's Python 3.12 on x86-64, into .whl/ (git-ignored locally), to carry along."""
+    import importlib.metadata as md
+
+    specs = [f"{name}=={md.version(name)}" for name in GPU_EXTRAS] + [SAGE_SPEC]
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.12"]
+    cmd += ["--implementation", "cp", "-d", str(WHEELS)]
+    for plat in WHEEL_PLATFORMS:
+        cmd += ["--platform", plat]
+    proc = subprocess.run([*cmd, *specs], check=False)
+    exclude = REPO / ".git" / "info" / "exclude"  # local to this checkout: .whl/ is never committed
+    if exclude.parent.parent.is_dir():
+        exclude.parent.mkdir(exist_ok=True)
+        if not exclude.exists() or "/.whl/" not in exclude.read_text(encoding="utf-8", errors="replace"):
+            with exclude.open("a", encoding="utf-8") as fh:
+                fh.write("/.whl/\n")
+    size = sum(f.stat().st_size for f in WHEELS.glob("*.whl")) / 2**20 if WHEELS.is_dir() else 0
+    print(f"{len(list(WHEELS.glob('*.whl')))} wheels, {size:.1f} MiB in {WHEELS} (carry it: .whl)")
+    return proc.returncode
+
+
+def install_extras(run: Run) -> None:
+    """Before any section: what the run needs beyond torch/triton, from .whl/ when it is there
+    (no registry on the GPU machine), else from PyPI if reachable; missing ones only cost a row."""
+    import importlib.util
+
+    missing = [
+        n
+        for n in ("openai", "pydantic", "pytest_asyncio", "sageattention")
+        if not importlib.util.find_spec(n)
+    ]
+    if not missing or not run.install:
+        run.row("setup", "packages", "all present" if not missing else f"missing {missing} (--no-install)")
+        return
+    specs = [*GPU_EXTRAS, SAGE_SPEC]
+    cmd = [sys.executable, "-m", "pip", "install", "-q"]
+    if WHEELS.is_dir():
+        cmd += ["--no-index", "--find-links", str(WHEELS)]
+    else:
+        cmd += ["--retries", "0", "--timeout", "10"]
+    proc = subprocess.run([*cmd, *specs], capture_output=True, text=True, timeout=180, check=False)
+    where = "from .whl/" if WHEELS.is_dir() else "from PyPI"
+    if proc.returncode:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        run.row("setup", "packages", f"install {where} failed: {tail[0][:150]}", f"were missing: {missing}")
+    else:
+        importlib.invalidate_caches()
+        run.row("setup", "packages", f"installed {missing} {where}")
 
 
 def gpu_tests(run: Run) -> None:
@@ -453,9 +500,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=450.0, help="seconds for the whole run (default 450)")
     ap.add_argument("--only", default="", help="comma-separated section names")
     ap.add_argument("--model", default=None, help="model folder for the 'model' section (default: SmolLM2)")
-    ap.add_argument("--no-install", action="store_true", help="do not pip-install sageattention")
+    ap.add_argument(
+        "--no-install", action="store_true", help="install nothing (openai, pydantic, sageattention)"
+    )
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    ap.add_argument(
+        "--fetch-wheels", action="store_true", help="download the extras' wheels into .whl/ and exit"
+    )
     args = ap.parse_args(argv)
+    if args.fetch_wheels:
+        return fetch_wheels()
     t_start = time.monotonic()
     if args.smoke:
         os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
@@ -483,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         model_dir=args.model,
         install=not args.no_install,
     )
+    if not args.smoke:
+        run_sections(run, [("setup", install_extras, 0)])
     run_sections(run, SECTIONS, only)
     print(
         f"\n## gpu_all ({'smoke, CPU' if args.smoke else run.device}): {time.monotonic() - t_start:.0f} s\n"
