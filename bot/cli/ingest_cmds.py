@@ -20,6 +20,7 @@ from bot.cli.app import (
 from bot.cli.locking import writes_corpus
 from bot.cli.output import safe
 from bot.services import open_corpus
+from ingest.options import ReadOptions
 from ingest.pipeline import expand, ingest_locations, reingest_all
 from rag.errors import IngestError
 
@@ -33,6 +34,14 @@ def ingest(
         str | None, typer.Option(help="Channel username for sources that do not name one")
     ] = None,
     force: Annotated[bool, typer.Option(help="Re-parse sources even when their bytes are unchanged")] = False,
+    tz: Annotated[
+        str | None,
+        typer.Option(help="Zone of dates written without one (old exports), e.g. Europe/Moscow"),
+    ] = None,
+    chat: Annotated[
+        list[str] | None,
+        typer.Option(help="Full-account export: ingest only this chat (name or id; repeatable)"),
+    ] = None,
     fetch_papers: Annotated[
         bool,
         typer.Option(
@@ -49,6 +58,11 @@ def ingest(
     """Ingest channel exports, pages and papers; re-running on unchanged input changes nothing."""
     if not paths and not all_sources:
         raise IngestError("nothing to ingest: give PATH... or --all")
+    if all_sources and (tz or chat):
+        raise IngestError(
+            "--tz and --chat apply to given paths; --all reads each source as it was first read"
+        )
+    options = ReadOptions(tz=tz, chats=tuple(chat or ()))
     settings = settings_for(data_dir)
     store = open_corpus(settings)
     if all_sources:
@@ -69,7 +83,7 @@ def ingest(
             report = reingest_all(store, force=force, on_source=on_source)
         else:
             report = ingest_locations(
-                store, paths or [], channel_hint=channel, force=force, on_source=on_source
+                store, paths or [], channel_hint=channel, force=force, options=options, on_source=on_source
             )
     if fetch_papers:  # after the ingest: a failure is one more report line, the ingest is kept
         from ingest.arxiv import fetch_papers_into
@@ -81,15 +95,20 @@ def ingest(
                 "new": report.summary.new,
                 "updated": report.summary.updated,
                 "unchanged": report.summary.unchanged,
-                "skipped": report.summary.skipped,
+                "merged": report.summary.merged,
+                "dropped": report.summary.dropped,
+                "failed": report.summary.failed,
                 "sources": report.sources,
                 "errors": report.errors,
+                "notes": report.notes,
             }
         )
     else:
         for error in report.errors:
             if error not in printed:
                 err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
+        for note in report.notes:
+            err_console.print(f"[cyan]note[/cyan] {safe(note)}", highlight=False, soft_wrap=True)
         console.print(report.summary.line(), highlight=False)
     if index:
         _sync_indexes(settings, store, quiet=as_json)

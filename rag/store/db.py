@@ -61,10 +61,6 @@ class IngestSummary:
         self.updated_post_ids += other.updated_post_ids
         self.unchanged_post_ids += other.unchanged_post_ids
 
-    @property
-    def skipped(self) -> int:  # the old mixed counter; goes once no caller reads it
-        return self.dropped + self.failed
-
     def line(self) -> str:
         text = f"new {self.new}, updated {self.updated}, unchanged {self.unchanged}"
         if self.merged:
