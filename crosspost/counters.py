@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # twitter-text still imports pkg_resources (set
     from twitter_text.get_character_weight import get_character_weight
 
 from crosspost import mastodon_count
-from crosspost.tokens import extract_urls_with_indices
+from crosspost.tokens import find_urls, grapheme_starts
 from ingest.clean import utf16_len
 
 Counter = Callable[[str], int]
@@ -76,10 +76,8 @@ COUNTERS: dict[str, Callable[..., int]] = {
 def _grapheme_marks(text: str) -> list[int]:
     """1 at each grapheme start, 0 elsewhere."""
     marks = [0] * len(text)
-    pos = 0
-    for cluster in grapheme.graphemes(text):
-        marks[pos] = 1
-        pos += len(cluster)
+    for start in grapheme_starts(text):
+        marks[start] = 1
     return marks
 
 
@@ -102,8 +100,7 @@ def prefix_lengths(name: str, text: str, url_length: int = 23) -> list[int]:
         for item in extract_emojis_with_indices(text):
             start, end = item["indices"]
             weights[start:end] = [options["default_weight"]] + [0] * (end - start - 1)
-        for item in extract_urls_with_indices(text):
-            start, end = item["indices"]
+        for start, end in find_urls(text):
             weights[start:end] = [url_length * scale] + [0] * (end - start - 1)
         return [p // scale for p in _prefix(weights)]
     if name in ("graphemes", "mastodon"):

@@ -18,9 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import grapheme
-
-from crosspost.tokens import find_tokens
+from crosspost.tokens import find_tokens, grapheme_starts
 from rag.errors import CrosspostError
 
 SENTENCE_END = re.compile(r"[.!?…。！？][\"'»”)\]]*$")
@@ -56,14 +54,6 @@ class _Break:
     level: int
 
 
-def _grapheme_starts(text: str) -> list[int]:
-    starts, pos = [], 0
-    for cluster in grapheme.graphemes(text):
-        starts.append(pos)
-        pos += len(cluster)
-    return starts
-
-
 def find_breaks(
     text: str, protected: list[tuple[int, int]], code: list[CodeRange] | None = None
 ) -> tuple[list[_Break], list[int]]:
@@ -78,7 +68,7 @@ def find_breaks(
     for start, end in ranges:
         if end - start > 1:
             blocked[start + 1 : end] = b"\x01" * (end - start - 1)
-    starts = _grapheme_starts(text)
+    starts = grapheme_starts(text)
     is_start = bytearray(len(text) + 1)
     for s in starts:
         is_start[s] = 1

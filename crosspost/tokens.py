@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
+import grapheme
 import regex
 
 with warnings.catch_warnings():  # twitter-text still imports pkg_resources (setuptools<81 pinned)
@@ -98,7 +100,28 @@ def _trim_url(text: str, start: int, end: int) -> int:
 
 def find_urls(text: str) -> list[tuple[int, int]]:
     """URL entities exactly as twitter-text extracts them (code point offsets)."""
-    return [tuple(item["indices"]) for item in extract_urls_with_indices(text)]  # type: ignore[misc]
+    return list(_urls(text))
+
+
+@lru_cache(maxsize=64)
+def _urls(text: str) -> tuple[tuple[int, int], ...]:
+    # the same text is asked for again and again (tokens, hashtags, counters, breaks): cached,
+    # because twitter-text's URL regex is the slowest step of a conversion
+    return tuple((item["indices"][0], item["indices"][1]) for item in extract_urls_with_indices(text))
+
+
+@lru_cache(maxsize=64)
+def _grapheme_starts(text: str) -> tuple[int, ...]:
+    starts, pos = [], 0
+    for cluster in grapheme.graphemes(text):
+        starts.append(pos)
+        pos += len(cluster)
+    return tuple(starts)
+
+
+def grapheme_starts(text: str) -> tuple[int, ...]:
+    """Where each grapheme cluster starts (cached: the splitter and the counters both ask)."""
+    return _grapheme_starts(text)
 
 
 def find_uris(text: str) -> list[tuple[int, int]]:

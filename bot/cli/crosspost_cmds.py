@@ -58,13 +58,29 @@ def crosspost(
     )
     if as_json:
         print_json(result.to_json())
+        if result.failed:  # the JSON names each failed network; the exit code says one failed
+            raise typer.Exit(1)
         return
     for notice in result.notices:
         err_console.print(f"[yellow]note:[/yellow] {safe(notice)}", highlight=False, soft_wrap=True)
     for name, target in result.targets.items():
+        if target.error:  # one network that cannot take the post does not stop the others
+            console.rule(f"[bold red]{safe(name)}[/bold red] · failed")
+            err_console.print("error: " + plain(target.error), markup=False, highlight=False, soft_wrap=True)
+            continue
+        for notice in target.notices:
+            err_console.print(
+                f"[yellow]note:[/yellow] {safe(name)}: {safe(notice)}", highlight=False, soft_wrap=True
+            )
         flag = " translated" if target.translated else ""
         console.rule(f"[bold]{safe(name)}[/bold] · {len(target.parts)} part(s){flag}")
         for number, part in enumerate(target.parts, 1):
             limit = f"/{part.limit}" if part.limit else ""
             console.print(f"[dim][{number}] {part.length}{limit}[/dim]", highlight=False)
             console.print(plain(part.text), highlight=False, markup=False, soft_wrap=True)
+    if result.failed:
+        failed = plain(", ".join(result.failed))
+        err_console.print(
+            f"failed: {failed} (the other networks were converted)", markup=False, highlight=False
+        )
+        raise typer.Exit(1)

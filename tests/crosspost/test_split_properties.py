@@ -1,6 +1,7 @@
-"""Property tests: random posts with emoji (ZWJ sequences too), URLs, CJK, RTL, mentions, hashtags,
-code spans and numbers with units. For every network, every part is within its limit by that
-network's counter, nothing protected is cut, and the parts concatenate back to the post."""
+"""Property tests: random posts with emoji (ZWJ sequences, flags), URLs, CJK, RTL, Indic, mentions,
+hashtags in every script, code spans and code blocks, numbers with units. For every network, every
+part is within its limit by that network's counter (Bluesky's 3,000 bytes too), nothing protected
+is cut, and the parts concatenate back to the post."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ words = st.sampled_from(
         "🧑‍💻",
         "‍",
         "a" * 40,
+        "🇺🇦🇯🇵🇧🇷",
+        "🏴󠁧󠁢󠁳󠁣󠁴󠁿",
+        "🏳️‍⚧️",
+        "👩🏿‍❤️‍💋‍👨🏻",
+        "महात्मा",
+        "ශ්‍රී",
+        "ภาษาไทย",
+        "བོད་ཡིག",
+        "\u200fעברית\u200e",
+        "한국어",
     ]
 )
 urls = st.builds(
@@ -66,7 +77,10 @@ urls = st.builds(
     ),
 )
 mentions = st.from_regex(r"@[a-z][a-z0-9_]{3,12}", fullmatch=True)
-hashtags = st.from_regex(r"#[a-zа-я][a-zа-я0-9_]{1,12}", fullmatch=True)
+hashtags = st.one_of(
+    st.from_regex(r"#[a-zа-я][a-zа-я0-9_]{1,12}", fullmatch=True),
+    st.sampled_from(["#महात्मा", "＃日本語", "#צה״ל", "#ភាសាខ្មែរ", "#🦋", "#with,punct", "##x"]),
+)
 code = st.from_regex(r"`[a-z_]{1,8}\([a-z, ]{0,10}\)`", fullmatch=True)
 numbers = st.sampled_from(["2.1 раза", "16 GB", "256px", "2 308 токенов", "80,2%", "5 ms", "H100", "1/2/4"])
 punct = st.sampled_from([".", ",", ";", ":", "!", "?", " —", "…", ")"])
@@ -132,3 +146,32 @@ def test_zwj_emoji_counted_as_networks_count_them(n):
             assert grapheme.length(part.body.replace(" ", "")) == part.body.count(family)
     x_parts = RESOLVED[0][1].convert(doc, RULES["x"], None)
     assert x_parts[0].length == (3 * n - 1 if n <= 93 else x_parts[0].length)
+
+
+code_lines = st.lists(
+    st.sampled_from(
+        [
+            "x = quantize(w, bits=4)  # 4-bit",
+            "    return torch.matmul(a, b)",
+            "for i in range(16):",
+            "print('模型', '👨‍👩‍👧‍👦')",
+            "",
+            "y = " + "0" * 60,
+        ]
+    ),
+    min_size=1,
+    max_size=80,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=posts(), code=code_lines, after=st.sampled_from(["", "Итог: быстрее в 2.1 раза."]))
+def test_code_blocks_split_between_lines(before, code, after):
+    """Markdown with a fenced block of any length: every network gets valid parts, and a part cut
+    inside the block carries whole lines between its own fences."""
+    body = "\n".join(code)
+    post = SourcePost(text=f"{before}\n\n```python\n{body}\n```\n\n{after}", markdown=True)
+    doc = doc_from_source(post)
+    for name, target, rules in RESOLVED:
+        parts = target.convert(doc, rules, None)
+        check_parts(name, target, rules, post, parts)
