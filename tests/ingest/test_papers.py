@@ -240,63 +240,38 @@ def _pdf_authors(tmp_path, lines, info=None):
     return PdfPaper().parse(_source(path)).papers[0]
 
 
-def test_a_subtitle_is_not_an_author(tmp_path):
-    paper = _pdf_authors(
-        tmp_path,
-        ["Lightning Attention", "Scaling Laws Revisited", "Alice Smith1, Bob Jones2, Carol Wu1"],
-    )
-    assert paper.title == "Lightning Attention"
-    assert paper.authors == ["Alice Smith", "Bob Jones", "Carol Wu"]
+TITLE = "Sparse Mixtures of Quantized Experts"
+THREE = ["Alice Smith", "Bob Jones", "Carol Wu"]
+EMAIL_BLOCKS = [
+    *["Alice Smith", "Google Research", "Mountain View, CA", "alice@google.com"],
+    *["Bob Jones", "Meta AI", "bob@meta.com"],
+]
 
 
-def test_marked_names_without_commas_and_no_city_as_author(tmp_path):
-    paper = _pdf_authors(
-        tmp_path,
-        [
-            "Sparse Mixtures of Quantized Experts",
-            "Alice Smith1* Bob Jones2 Carol Wu1",
-            "Google Research",
-            "Mountain View",
-        ],
-    )
-    assert paper.authors == ["Alice Smith", "Bob Jones", "Carol Wu"]
-
-
-def test_author_list_wrapped_over_two_lines_keeps_every_author(tmp_path):
-    paper = _pdf_authors(
-        tmp_path,
-        [
-            "Sparse Mixtures of Quantized Experts",
-            "Alice Smith1, Bob Jones2,",
-            "Carol Wu3",
-            "1Stanford University 2Meta AI 3Tsinghua University",
-        ],
-    )
-    assert paper.authors == ["Alice Smith", "Bob Jones", "Carol Wu"]
-
-
-def test_one_author_per_email_block(tmp_path):
-    paper = _pdf_authors(
-        tmp_path,
-        [
-            "Sparse Mixtures of Quantized Experts",
-            "Alice Smith",
-            "Google Research",
-            "Mountain View, CA",
-            "alice@google.com",
-            "Bob Jones",
-            "Meta AI",
-            "bob@meta.com",
-        ],
-    )
-    assert paper.authors == ["Alice Smith", "Bob Jones"]
+@pytest.mark.parametrize(
+    "lines, authors",
+    [
+        # a subtitle under the title is not an author
+        ([TITLE, "Scaling Laws Revisited", "Alice Smith1, Bob Jones2, Carol Wu1"], THREE),
+        # names told apart by their affiliation marks; the affiliation's city is no author
+        ([TITLE, "Alice Smith1* Bob Jones2 Carol Wu1", "Google Research", "Mountain View"], THREE),
+        # a list wrapped over two lines keeps every author
+        ([TITLE, "Alice Smith1, Bob Jones2,", "Carol Wu3", "1Stanford University 2Meta AI 3Tsinghua"], THREE),
+        # one author per block ending in an e-mail address
+        ([TITLE, *EMAIL_BLOCKS], ["Alice Smith", "Bob Jones"]),
+    ],
+)
+def test_pdf_authors_from_an_unambiguous_layout(tmp_path, lines, authors):
+    paper = _pdf_authors(tmp_path, lines)
+    assert paper.title == TITLE
+    assert paper.authors == authors
 
 
 @pytest.mark.parametrize(
     "lines",
     [
-        ["Sparse Mixtures of Quantized Experts", "Mountain View"],  # a lone capitalized line
-        ["Sparse Mixtures of Quantized Experts", "Google Research", "Alice Smith"],  # out of order
+        [TITLE, "Mountain View"],  # a lone capitalized line
+        [TITLE, "Google Research", "Alice Smith"],  # affiliation before the name: out of order
     ],
 )
 def test_ambiguous_layout_gives_unknown_authors_not_a_guess(tmp_path, lines):
