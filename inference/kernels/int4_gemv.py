@@ -10,8 +10,8 @@ int32 word once per nibble (8 times at 4 bits); decode is bound by reading the w
   registers, as a (BLOCK_KW, 32/bits, BLOCK_N) tensor, then reuses it for every row of x;
 - needs no tensor cores: per row it is a multiply and a reduction over K, in fp32;
 - without act-order, a K step lies inside one group, so dequantization factors out of the sum:
-  Σ_k (q_kn - z_n) s_n x_k = s_n (Σ_k q_kn x_k - z_n Σ_k x_k): two multiplies per column per step
-  instead of two per weight. With act-order, scales and zeros are gathered per K row through g_idx;
+  Σ_k (q_kn - z_n) s_n x_k = s_n (Σ_k q_kn x_k - z_n Σ_k x_k), applied once per step to sums over
+  its words instead of to every weight. With act-order, scales and zeros are gathered per K row;
 - splits K across SPLIT_K programs per column block so a 4096-wide layer still fills the GPU's
   SMs. Partials go to a (SPLIT_K, M, N) fp32 buffer and one torch sum reduces them: deterministic
   (the same bits on every call, eager or replayed from a CUDA graph), unlike fp32 atomics.
@@ -62,7 +62,9 @@ def _int4_gemv_kernel(
     offs_j = tl.arange(0, PER_WORD)  # (PW,) code index inside a word
     zshift = (offs_n % PER_WORD) * BITS  # (BN,) position of each column's zero in its qzeros word
     rows = tl.arange(0, ROWS)  # rows >= M repeat row M - 1 (valid memory, no mask) and are not stored
-    acc = tl.zeros((ROWS, BLOCK_N), dtype=tl.float32)
+    # (ROWS, PW, BN) partial sums: each step reduces only over its words (axis 0, within a thread
+    # when the layout spreads threads over columns); the code-in-word axis is reduced once, at the end
+    acc = tl.zeros((ROWS, PER_WORD, BLOCK_N), dtype=tl.float32)
     w_lo = pid_k * words_per_split
     w_hi = tl.minimum(w_lo + words_per_split, KW)
     for w0 in range(w_lo, w_hi, BLOCK_KW):
@@ -82,10 +84,11 @@ def _int4_gemv_kernel(
             for r in tl.static_range(ROWS):
                 xr = tl.load(x_ptr + tl.minimum(M - 1, r) * stride_xm + offs_k, mask=mask_k, other=0.0).to(
                     tl.float32
-                )
-                dot = tl.sum(tl.sum(codes * xr[:, :, None], axis=0), axis=0)  # (BN,) Σ_k q x
-                xsum = tl.sum(tl.sum(xr, axis=1), axis=0)  # Σ_k x
-                acc = tl.where((rows == r)[:, None], acc + (s * (dot - z * xsum))[None, :], acc)
+                )  # (BKW, PW)
+                dot = tl.sum(codes * xr[:, :, None], axis=0)  # (PW, BN) Σ_words q x
+                xsum = tl.sum(xr, axis=0)  # (PW,) Σ_words x
+                part = s[None, :] * (dot - z[None, :] * xsum[:, None])  # (PW, BN)
+                acc = tl.where((rows == r)[:, None, None], acc + part[None, :, :], acc)
         else:
             g = tl.load(g_ptr + offs_k, mask=mask_k, other=0)  # (BKW, PW) act-order groups
             gmask = mask_k[:, :, None] & mask_n[None, None, :]
@@ -101,17 +104,18 @@ def _int4_gemv_kernel(
                 xr = tl.load(x_ptr + tl.minimum(M - 1, r) * stride_xm + offs_k, mask=mask_k, other=0.0).to(
                     tl.float32
                 )
-                dot = tl.sum(tl.sum(w * xr[:, :, None], axis=0), axis=0)  # (BN,)
-                acc = tl.where((rows == r)[:, None], acc + dot[None, :], acc)
+                part = tl.sum(w * xr[:, :, None], axis=0)  # (PW, BN)
+                acc = tl.where((rows == r)[:, None, None], acc + part[None, :, :], acc)
+    out = tl.sum(acc, axis=1)  # (ROWS, BN)
     if HAS_BIAS:  # noqa: SIM102 (constexpr and runtime conditions stay separate in Triton)
         if pid_k == 0:
-            acc += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+            out += tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     y_mask = (rows < M)[:, None] & mask_n[None, :]
     y_ptrs = y_ptr + pid_k * M * N + rows[:, None] * N + offs_n[None, :]  # y is (SPLIT_K, M, N)
     if SPLIT_K == 1:
-        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+        tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=y_mask)
     else:
-        tl.store(y_ptrs, acc, mask=y_mask)  # fp32 partials, summed by the launcher
+        tl.store(y_ptrs, out, mask=y_mask)  # fp32 partials, summed by the launcher
 
 
 def _largest_pow2_divisor(n: int, cap: int) -> int:

@@ -116,10 +116,12 @@ def _attn_inner(
         ptrs = kv_base + offs_n[:, None] * HEAD_DIM + offs_d[None, :]  # (BN, BD)
         if MASKED:
             valid_n = offs_n < kv_len
-            kv_mask = valid_n[:, None] & (offs_d < HEAD_DIM)[None, :]
-        else:
-            kv_mask = (offs_d < HEAD_DIM)[None, :]  # all true unless head_dim 96 is padded to 128
-        k = tl.load(k_ptr + ptrs, mask=kv_mask, other=0)  # (BN, BD) int8
+            k = tl.load(k_ptr + ptrs, mask=valid_n[:, None] & (offs_d < HEAD_DIM)[None, :], other=0)
+        elif HEAD_DIM == BLOCK_D:
+            k = tl.load(k_ptr + ptrs)  # no mask at all: the whole tile is in range
+        else:  # head_dim 96 padded to 128 in registers
+            k = tl.load(k_ptr + ptrs, mask=(offs_d < HEAD_DIM)[None, :], other=0)
+        # k: (BN, BD) int8
         if BLOCK_N > K_QBLOCK:  # the tile spans several K scale blocks: one scale per key row
             k_scale = tl.load(ks_ptr + ks_base + offs_n // K_QBLOCK, mask=offs_n < kv_len, other=0.0)
             s = tl.dot(q, tl.trans(k), out_dtype=tl.int32).to(tl.float32) * (q_scale * k_scale[None, :])
@@ -140,7 +142,13 @@ def _attn_inner(
         p = tl.math.exp2(s - m_safe[:, None])  # (BM, BN)
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_ptr + ptrs, mask=kv_mask, other=0.0)  # (BN, BD) fp16/bf16
+        if MASKED:
+            v = tl.load(v_ptr + ptrs, mask=valid_n[:, None] & (offs_d < HEAD_DIM)[None, :], other=0.0)
+        elif HEAD_DIM == BLOCK_D:
+            v = tl.load(v_ptr + ptrs)
+        else:
+            v = tl.load(v_ptr + ptrs, mask=(offs_d < HEAD_DIM)[None, :], other=0.0)
+        # v: (BN, BD) fp16/bf16
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
     return acc, l_i, m_i
