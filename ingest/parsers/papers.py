@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from itertools import pairwise
 
 from ingest.clean import DATE_TIME, clean_text, is_reactions
 from ingest.registry import RawSource, register
@@ -82,9 +83,10 @@ def layout_authors(lines: list[str]) -> list[str]:
     """Authors from the first-page lines under the title, or [] when the layout does not say.
 
     Taken: the first name list within the next four lines that has two or more names, or names
-    with affiliation marks, or a single name followed by an affiliation or e-mail line, plus the
-    lines continuing it; or, when the authors are laid out as blocks ending in e-mail addresses,
-    the first line of each block. Not taken: a lone capitalized line (a subtitle, a city).
+    with affiliation marks, plus the lines continuing it; or a single name followed by an
+    affiliation or e-mail line, and each later one-name line followed by an institution (name /
+    affiliation blocks); or, when the blocks end in e-mail addresses, the first line of each.
+    Not taken: a lone capitalized line (a subtitle, a city).
     """
     header: list[str] = []
     for line in lines[:20]:
@@ -100,6 +102,9 @@ def layout_authors(lines: list[str]) -> list[str]:
         names, marked = _names(line)
         following = header[index + 1] if index + 1 < len(header) else ""
         if names and (len(names) > 1 or marked or _is_affiliation(following)):
+            if len(names) == 1 and not marked:
+                # Name / affiliation blocks: every later one-name line followed by an institution.
+                return [*names, *_interleaved_names(header[index + 2 :])]
             for more in header[index + 1 : index + 4]:
                 if not line.rstrip().endswith((",", "and")) and not HAS_MARK.search(more):
                     break
@@ -109,6 +114,15 @@ def layout_authors(lines: list[str]) -> list[str]:
                 names, line = names + extra, more
             return list(dict.fromkeys(names))
     return []
+
+
+def _interleaved_names(lines: list[str]) -> list[str]:
+    found = []
+    for line, following in pairwise(lines):
+        names, _ = _names(line)
+        if len(names) == 1 and AFFILIATION.search(following):
+            found.append(names[0])
+    return found
 
 
 def _email_blocks(header: list[str]) -> list[str]:

@@ -259,6 +259,11 @@ EMAIL_BLOCKS = [
         ([TITLE, "Alice Smith1, Bob Jones2,", "Carol Wu3", "1Stanford University 2Meta AI 3Tsinghua"], THREE),
         # one author per block ending in an e-mail address
         ([TITLE, *EMAIL_BLOCKS], ["Alice Smith", "Bob Jones"]),
+        # name / affiliation blocks without e-mail: the city between them is no author
+        (
+            [TITLE, "Alice Smith", "Google Research", "Mountain View", "Bob Jones", "Meta AI"],
+            ["Alice Smith", "Bob Jones"],
+        ),
     ],
 )
 def test_pdf_authors_from_an_unambiguous_layout(tmp_path, lines, authors):
