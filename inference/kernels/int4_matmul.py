@@ -274,20 +274,11 @@ def int4_matmul(
     if m == 0:
         return x2.new_empty(0, n).reshape(*lead, n)
     gs = _trivial_group_size(g_idx, k, groups)
+    tensors, kw = (x2, qweight, qzeros, scales), {"bits": bits, "zero_format": zero_format}
     if gemv or (gemv is None and m <= GEMV_MAX_M):
         if m > GEMV_LIMIT:
             raise KernelInputError(f"gemv=True takes at most {GEMV_LIMIT} rows, x has {m}")
-        y = launch_gemv(
-            x2,
-            qweight,
-            qzeros,
-            scales,
-            None if gs else g_idx,
-            bias,
-            bits=bits,
-            zero_format=zero_format,
-            group_size=gs,
-        )
+        y = launch_gemv(*tensors, None if gs else g_idx, bias, group_size=gs, **kw)
         return y.reshape(*lead, n)
     cfg = pick_config(m, n, k, x.device)
     if gs and gs % cfg.block_k:  # a K step must stay inside one group for the one-row fast path
@@ -296,18 +287,7 @@ def int4_matmul(
             gs = 0
     if not gs and g_idx is None:
         g_idx = (torch.arange(k, device=x.device, dtype=torch.int32) // (k // groups)).contiguous()
-    y = launch(
-        x2,
-        qweight,
-        qzeros,
-        scales,
-        None if gs else g_idx,
-        bias,
-        bits=bits,
-        zero_format=zero_format,
-        group_size=gs,
-        cfg=cfg,
-    )
+    y = launch(*tensors, None if gs else g_idx, bias, group_size=gs, cfg=cfg, **kw)
     return y.reshape(*lead, n)
 
 
