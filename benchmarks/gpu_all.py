@@ -13,7 +13,8 @@ skipped once the global time budget (--budget seconds, default 450) would be ove
   setup        installs what a bare CUDA image lacks (GPU_EXTRAS, and SageAttention for the comparison)
                from `.whl/` when there is one (made by --fetch-wheels on a machine with PyPI: the GPU
                machine has no registry), else from PyPI; then device, versions
-  gpu-tests    pytest -m gpu on the test files that hold @gpu tests (compiled kernels, graph replay)
+  gpu-tests    pytest -m "gpu or interpreter": the @gpu tests (graph replay) and every kernel test,
+               compiled for real (they run natively on CUDA); in parallel when pytest-xdist is there
   attention    ours vs SDPA (FlashAttention backend) vs SageAttention: d64/d128, 1k-16k, causal or not
   attn-sweep   candidate tiles (configs.ATTN_CANDIDATES) per head dim at 4k: the fastest, for the table
   int4         GEMV/GEMM vs fp16 cuBLAS at batch 1/4/16 on Llama-7B shapes, also from a CUDA graph
@@ -155,14 +156,21 @@ def install_extras(run: Run) -> None:
 
 
 def gpu_tests(run: Run) -> None:
+    """The @gpu tests and, on CUDA, every kernel test compiled for real (the `interpreter` tests run
+    natively when CUDA is present); --smoke collects the @gpu ones only (they skip without CUDA)."""
+    import importlib.util
+
+    marks = "gpu" if run.smoke else "gpu or interpreter"
     files = sorted(
         str(p.relative_to(REPO))
         for p in (REPO / "tests" / "inference").glob("test_*.py")
-        if "pytest.mark.gpu" in p.read_text(encoding="utf-8")
+        if any(f"pytest.mark.{m}" in p.read_text(encoding="utf-8") for m in marks.split(" or "))
     )
     if not files:
-        raise RuntimeError("no test file under tests/inference holds a @pytest.mark.gpu test")
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", *files]
+        raise RuntimeError(f"no test file under tests/inference holds a test marked {marks}")
+    cmd = [sys.executable, "-m", "pytest", "-m", marks, "-q", "-p", "no:cacheprovider", *files]
+    if not run.smoke and importlib.util.find_spec("xdist"):
+        cmd += ["-n", "8"]  # Triton compiles each kernel variant once per process: spread them
     limit = max(30.0, min(240.0, run.left() - 60))
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=limit, check=False)
@@ -174,7 +182,7 @@ def gpu_tests(run: Run) -> None:
     if proc.returncode not in (0, 5):
         failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))][:5]
         note += "; " + " | ".join(failed or lines[-3:])
-    run.row("gpu-tests", "pytest -m gpu", summary or f"exit {proc.returncode}", note)
+    run.row("gpu-tests", f"pytest -m '{marks}'", summary or f"exit {proc.returncode}", note)
 
 
 def attention(run: Run) -> None:
@@ -451,7 +459,7 @@ def real_model(run: Run) -> None:
 SECTIONS: list[tuple[str, Callable[[Run], None], int]] = [
     # name, function, seconds it needs on an H100 (a section starts only if they are left)
     ("setup", setup, 5),
-    ("gpu-tests", gpu_tests, 60),
+    ("gpu-tests", gpu_tests, 90),
     ("attention", attention, 60),
     ("attn-sweep", attn_sweep, 30),
     ("int4", int4, 25),

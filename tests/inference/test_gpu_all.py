@@ -89,7 +89,7 @@ def test_smoke_run_exercises_every_section_on_the_cpu(tmp_path):
     expected = {"setup", "gpu-tests", "attention", "attn-sweep", "int4", "gemv-sweep", "decode-attn"}
     assert expected | {"serving-tiny", "model"} <= sections
     by_item = {(r["section"], r["item"]): r for r in rows}
-    assert "skipped" in by_item[("gpu-tests", "pytest -m gpu")]["result"]  # collected, no CUDA here
+    assert "skipped" in by_item[("gpu-tests", "pytest -m 'gpu'")]["result"]  # collected, no CUDA here
     for r in rows:
         if r["section"] in ("attention", "decode-attn"):
             assert float(r["note"].rsplit("cos ", 1)[1]) >= 0.999  # interpreted kernels, right answers
