@@ -318,3 +318,13 @@ def test_readme_extra_instance_with_unknown_base(tmp_path):
 )
 def test_short_russian_with_links_and_model_names_is_russian(text):
     assert convert("-", targets=["mastodon"], stdin=_stdin(text)).source_lang == "ru"
+
+
+def test_bot_preview_shows_a_networks_own_error():
+    from bot.handlers.crosspost import render_preview
+
+    url = "https://example.com/" + "a" * 600
+    result = convert("-", targets=["threads", "x"], stdin=_stdin(f"Смотрите {url}")).to_json()
+    shown = render_preview(result, "threads", "en")
+    assert "cannot be split" in shown and "limit 500" in shown
+    assert "Смотрите" in render_preview(result, "x", "en")

@@ -164,7 +164,7 @@ code_lines = st.lists(
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(before=posts(), code=code_lines, after=st.sampled_from(["", "Итог: быстрее в 2.1 раза."]))
 def test_code_blocks_split_between_lines(before, code, after):
     """Markdown with a fenced block of any length: every network gets valid parts, and a part cut
