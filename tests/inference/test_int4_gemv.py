@@ -121,3 +121,17 @@ def test_compiled_gemv_in_bf16_replays_from_a_cuda_graph_bit_for_bit():
     x.copy_(torch.randn_like(x))
     graph.replay()
     assert torch.equal(out, int4_matmul(x, qw, qz, sc, None, bias))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", [8, 16])
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("act_order", [False, True])
+def test_forced_gemv_sweep_up_to_its_row_limit(kernel_device, m, bits, act_order):
+    layer = make_layer(384, 72, bits=bits, group_size=128, act_order=act_order, bias=True, seed=m + bits)
+    x = torch.randn(m, 384, generator=torch.Generator().manual_seed(m)).half().to(kernel_device)
+    args = [t.to(kernel_device) for t in (layer.qweight, layer.qzeros, layer.scales, layer.g_idx, layer.bias)]
+    if not act_order:
+        args[3] = None
+    ref = int4_matmul_reference(x, *args, bits=bits)
+    assert_close(int4_matmul(x, *args, bits=bits, gemv=True), ref)
