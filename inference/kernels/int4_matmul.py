@@ -181,8 +181,9 @@ class MatmulConfig:
 
 
 def pick_config(m: int, n: int, k: int, device: torch.device) -> MatmulConfig:
-    """Tile sizes by shape, from a sweep on an H100 (benchmarks/kernels.py shapes). Decode (m <= 16)
-    is bound by reading the packed weights and needs many programs in flight: split-K 4."""
+    """Tile sizes by shape, from a sweep on an H100 (benchmarks/kernels.py shapes). Small batches
+    (m <= 16; m <= GEMV_MAX_M goes to the GEMV kernel unless forced here) are bound by reading the
+    packed weights and need many programs in flight: split-K 4."""
     k_steps = triton.cdiv(k, 128)
     if m <= 16:
         cfg = MatmulConfig(16, 64, 128, split_k=4 if k_steps >= 16 else 1, num_warps=4, num_stages=3)
