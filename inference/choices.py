@@ -1,5 +1,6 @@
 """The n choices of one API request as engine requests: submitted, collected, streamed and cancelled
-together.
+together. Several prompts in one request (legacy completions) give n choices each, numbered prompt by
+prompt as OpenAI does (choice i answers prompt i // n); all of them run in the engine's batch at once.
 
 Boundary: engine requests and their events on one side, HTTP (asyncio queue, server-sent events,
 `APIError`s) on the other; no routes and no JSON shapes of their own (the server passes chunk makers).
@@ -20,7 +21,15 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from inference.api_errors import APIError
-from inference.engine import ContextLengthError, Engine, Event, QueueFullError, SamplingParams, TokenLogprob
+from inference.engine import (
+    ContextLengthError,
+    EmptyPromptError,
+    Engine,
+    Event,
+    QueueFullError,
+    SamplingParams,
+    TokenLogprob,
+)
 from inference.engine import Request as EngineRequest
 from inference.schemas import ErrorBody, PromptTokensDetails, Usage
 
@@ -33,20 +42,23 @@ class ChoiceRunner:
 
     def submit(
         self,
-        prompt_ids: list[int],
+        prompts: list[list[int]],
         body: Any,
         max_tokens: int | None,
         prompt_param: str,
         logprobs: int | None,
         prompt_logprobs: int | None = None,
     ) -> tuple[list[EngineRequest], asyncio.Queue]:
-        """One engine request per choice (n of them), their events merged into one queue as
+        """One engine request per choice (n per prompt), their events merged into one queue as
         (choice index, Event). All or none: a refusal cancels the choices already submitted."""
         n = body.n or 1
         room = self.engine.config.max_batch + self.engine.config.max_queue
-        if n > room:
+        if n * len(prompts) > room:
+            what = f"n={n}" if len(prompts) == 1 else f"{len(prompts)} prompts x n={n}"
             raise APIError(
-                400, f"n={n} is more than this server can ever hold at once ({room} requests)", param="n"
+                400,
+                f"{what} is more than this server can ever hold at once ({room} requests)",
+                param="n" if len(prompts) == 1 else prompt_param,
             )
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
@@ -60,7 +72,8 @@ class ChoiceRunner:
 
         reqs: list[EngineRequest] = []
         try:
-            for i in range(n):
+            for i in range(n * len(prompts)):
+                prompt_ids, j = prompts[i // n], i % n
                 params = SamplingParams(
                     max_tokens=max_tokens,
                     temperature=1.0 if body.temperature is None else body.temperature,
@@ -68,7 +81,7 @@ class ChoiceRunner:
                     top_k=body.top_k or 0,
                     # choice i draws with seed + i: the choices differ, yet a seeded request repeats
                     # (mod 2**64, torch's seed range, where -1 and 2**64 - 1 are the same seed)
-                    seed=None if body.seed is None else (body.seed + i) % 2**64,
+                    seed=None if body.seed is None else (body.seed + j) % 2**64,
                     stop=body.stop_list(),
                     stop_token_ids=tuple(body.stop_token_ids or ()),
                     logprobs=logprobs,
@@ -83,6 +96,9 @@ class ChoiceRunner:
         except ContextLengthError as exc:
             self.cancel(reqs)
             raise APIError(400, str(exc), param=prompt_param, code="context_length_exceeded") from None
+        except EmptyPromptError as exc:
+            self.cancel(reqs)
+            raise APIError(400, str(exc), param=prompt_param, code="empty_prompt") from None
         except BaseException:
             self.cancel(reqs)
             raise
@@ -131,13 +147,14 @@ class ChoiceRunner:
         usage_chunk: Callable[[Usage], str],
         include_usage: bool,
         first: list[str],
+        per_prompt: int = 1,
     ) -> StreamingResponse:
         """Chunks of all choices interleaved as their events come; [DONE] once every choice finished."""
 
         async def body() -> AsyncIterator[str]:
             for chunk in first:
                 yield f"data: {chunk}\n\n"
-            finished: list[Event] = []
+            finished: dict[int, Event] = {}
             running = set(range(len(reqs)))
             while running:
                 got = await self.next_event(request, reqs, queue)
@@ -154,10 +171,11 @@ class ChoiceRunner:
                     yield f"data: {chunk}\n\n"
                 if ev.finish_reason:
                     running.discard(index)
-                    finished.append(ev)
+                    finished[index] = ev
             else:
                 if include_usage:
-                    yield f"data: {usage_chunk(usage_of(finished))}\n\n"
+                    done = [finished[i] for i in sorted(finished)]
+                    yield f"data: {usage_chunk(usage_of(done, per_prompt))}\n\n"
             yield "data: [DONE]\n\n"
 
         return _SSE(body(), on_close=lambda: self.cancel(reqs))
@@ -181,9 +199,10 @@ class CollectedChoice:
         return "".join(self.parts)
 
 
-def usage_of(finished: list[Event]) -> Usage:
-    """The prompt counts once (the n choices share it); completion tokens add up over the choices."""
-    prompt = finished[0].prompt_tokens if finished else 0
+def usage_of(finished: list[Event], per_prompt: int = 1) -> Usage:
+    """Each prompt counts once (its n choices share it); completion tokens add up over the choices.
+    `finished` is in choice order, `per_prompt` choices per prompt."""
+    prompt = sum(ev.prompt_tokens for ev in finished[::per_prompt])
     completion = sum(ev.completion_tokens for ev in finished)
     # prompt tokens every choice found in the cache (the choices may land in different slots)
     cached = PromptTokensDetails(cached_tokens=min((ev.cached_tokens for ev in finished), default=0))

@@ -45,7 +45,12 @@ class QueueFullError(InferenceError):
 
 
 class ContextLengthError(InferenceError):
-    """The prompt does not fit the context limit."""
+    """The prompt does not fit the context limit. Worded as OpenAI words it: LiteLLM and LangChain
+    recognise an overflow by "maximum context length" in the message."""
+
+
+class EmptyPromptError(InferenceError):
+    """A prompt of no tokens: nothing to continue from (not a context-length problem)."""
 
 
 @dataclass
@@ -219,10 +224,13 @@ class Engine:
     ) -> Request:
         n = len(prompt_ids)
         if n == 0:
-            raise ContextLengthError("the prompt is empty")
+            raise EmptyPromptError("the prompt is empty: it encodes to no tokens")
         if n >= self.config.max_context:
+            asked = f" and {params.max_tokens} in the completion" if params.max_tokens else ""
             raise ContextLengthError(
-                f"the prompt has {n} tokens, the context limit is {self.config.max_context}; shorten the prompt"
+                f"This model's maximum context length is {self.config.max_context} tokens. However, you "
+                f"requested {n + (params.max_tokens or 0)} tokens ({n} in the prompt{asked}). Please reduce "
+                "the length of the prompt."
             )
         limit = self.config.max_context - n
         max_new = limit if params.max_tokens is None else min(params.max_tokens, limit)

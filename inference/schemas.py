@@ -2,7 +2,10 @@
 
 Boundary: data shapes only (and building the log-probability shapes from the engine's plain
 values); validation limits here produce 400s with the field named as `param`.
-Unknown request fields are ignored, as vLLM does, so clients that send extras keep working.
+Unknown request fields are ignored, as vLLM does, so clients that send extras keep working; but
+the OpenAI parameters this server does not implement (tools, JSON mode, logit bias, penalties,
+best_of, suffix) are refused with a 400 naming the parameter whenever they ask for something other
+than the default, because silently ignoring them gives a client an answer it did not ask for.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _unsupported(param: str, why: str) -> ValueError:
+    return ValueError(f"{param} is not supported by this server ({why}); send the request without it")
+
+
 class _Sampling(_Request):
     model: str
     max_tokens: int | None = Field(None, ge=1)
@@ -66,6 +73,22 @@ class _Sampling(_Request):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    # OpenAI parameters this server does not implement: accepted only at their default values
+    logit_bias: dict[str, float] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, value: dict[str, float] | None) -> None:
+        if value:
+            raise _unsupported("logit_bias", "sampling has no per-token bias")
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalties(cls, value: float | None, info: ValidationInfo) -> None:
+        if value:
+            raise _unsupported(info.field_name, "sampling applies no repetition penalties; 0 is accepted")
 
     @field_validator("stop")
     @classmethod
@@ -85,6 +108,29 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = False
     top_logprobs: int | None = Field(None, ge=0, le=20)  # declared after `logprobs`: its check reads it
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: list | None, info: ValidationInfo) -> None:
+        if value:
+            raise _unsupported(info.field_name, "no tool or function calling")
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: str | dict | None, info: ValidationInfo) -> None:
+        if value not in (None, "none", "auto"):  # "auto" with no tools means no tool call: honest
+            raise _unsupported(info.field_name, "no tool or function calling")
+
+    @field_validator("response_format")
+    @classmethod
+    def _text_only(cls, value: dict[str, Any] | None) -> None:
+        if value and value.get("type", "text") != "text":
+            raise _unsupported(f"response_format {value.get('type')!r}", "no JSON mode; only 'text'")
 
     @field_validator("top_logprobs")
     @classmethod
@@ -95,10 +141,27 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] | list[int]
+    # a string, several strings, token ids, or several lists of token ids (lm-eval sends those)
+    prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(16, ge=1)  # the OpenAI default for completions
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=5)  # legacy API: the number of alternatives; null is off
+    best_of: int | None = None
+    suffix: str | None = None
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> None:
+        if value:
+            raise _unsupported("suffix", "no insertion mode")
+
+    @field_validator("best_of")
+    @classmethod
+    def _best_of_is_n(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # best_of=k ranks k samples and returns the n best: only best_of == n (no ranking) is honest
+        if value is not None and value != (info.data.get("n") or 1):
+            raise _unsupported(f"best_of={value}", "no server-side ranking; best_of must equal n")
+        return value
 
 
 class PromptTokensDetails(BaseModel):

@@ -1,7 +1,10 @@
 """OpenAI-compatible HTTP server (FastAPI) in front of the engine.
 
-Boundary: HTTP <-> engine requests. Routes: GET /v1/models, POST /v1/chat/completions,
-POST /v1/completions (both streaming as server-sent events), GET /health. Every error leaves as the
+Boundary: HTTP <-> engine requests. Routes: GET /v1/models, GET /v1/models/{id},
+POST /v1/chat/completions, POST /v1/completions (both streaming as server-sent events), GET /health.
+Bodies over `max_body_bytes` are refused with 413 before parsing (`body_limit.py`); tokenizing (the
+heavy part of a big prompt: 2.5 s per MB of Cyrillic text) runs in a worker thread, so /health and
+running streams keep answering while a large prompt is prepared. Every error leaves as the
 OpenAI envelope {"error": {"message", "type", "param", "code"}} with the matching status. The engine
 runs in its own thread; its events reach the request's asyncio queue via `call_soon_threadsafe`.
 A request for n choices is n engine requests submitted, streamed and cancelled together (see
@@ -11,6 +14,7 @@ their token strings and bytes from `ChatTokenizer.token_piece`.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sys
 from contextlib import asynccontextmanager
@@ -22,9 +26,11 @@ import torch
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.api_errors import APIError, error_response
+from inference.body_limit import BodyLimit
 from inference.choices import ChoiceRunner, usage_of
 from inference.engine import (
     Engine,
@@ -34,6 +40,7 @@ from inference.engine import (
 )
 from inference.errors import InferenceError
 from inference.loader import check_memory, inspect_folder, load_model
+from inference.openapi import install_openapi
 from inference.schemas import (
     ChatChoice,
     ChatCompletion,
@@ -57,6 +64,7 @@ from inference.tokenizer import ChatTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_CONTEXT = 8192  # caps the per-slot KV cache for long-context models unless asked for more
+DEFAULT_MAX_BODY = 4 * 2**20  # bytes; 32k tokens of text in JSON is well under 1 MB
 
 
 @dataclass
@@ -72,6 +80,7 @@ class ServerConfig:
     cuda_graphs: bool = True
     prefill_chunk: int = 512
     prefix_caching: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY
 
 
 @dataclass
@@ -120,7 +129,11 @@ def load_served(cfg: ServerConfig) -> Served:
 
 
 def create_app(
-    served: Served, *, api_key: str | None = None, aliases: tuple[str, ...] = ("default",)
+    served: Served,
+    *,
+    api_key: str | None = None,
+    aliases: tuple[str, ...] = ("default",),
+    max_body_bytes: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
     engine, tok, name = served.engine, served.tokenizer, served.name
     names = {name, *aliases}
@@ -132,6 +145,8 @@ def create_app(
         engine.shutdown()
 
     app = FastAPI(title="research-bot LLM server", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    install_openapi(app, secured=bool(api_key))
 
     @app.exception_handler(APIError)
     async def _api_error(_req: Request, exc: APIError) -> JSONResponse:
@@ -146,7 +161,8 @@ def create_app(
             )
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
-        return error_response(APIError(400, f"{param or 'body'}: {first.get('msg')}", param=param))
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        return error_response(APIError(400, f"{param or 'body'}: {msg}", param=param))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -160,7 +176,12 @@ def create_app(
     # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware wraps `receive` so that
     # `Request.is_disconnected()` never sees the client leave, which would keep cancelled work running.
     async def require_key(request: Request) -> None:
-        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
+        if not api_key:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # RFC 7235: the scheme is case-insensitive; the key is compared in constant time
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), api_key.encode())
+        if not ok:
             raise APIError(
                 401, "invalid or missing API key (Authorization: Bearer ...)", code="invalid_api_key"
             )
@@ -182,14 +203,25 @@ def create_app(
     async def models() -> ModelList:
         return ModelList(data=[ModelCard(id=name, max_model_len=engine.config.max_context)])
 
-    def check_model(model: str) -> None:
+    @v1.get("/models/{model_id:path}")
+    async def model_card(model_id: str) -> ModelCard:
+        check_model(model_id, param=None)
+        return ModelCard(id=model_id, max_model_len=engine.config.max_context)
+
+    def check_model(model: str, param: str | None = "model") -> None:
         if model not in names:
             raise APIError(
                 404,
-                f"the model {model!r} does not exist; this server serves {name!r}",
-                param="model",
+                f"The model {model!r} does not exist; this server serves {name!r}",
+                param=param,
                 code="model_not_found",
             )
+
+    def chat_ids(messages: list[dict[str, str]]) -> list[int]:
+        try:
+            return tok.apply_chat(messages)
+        except (ValueError, TokenizerError) as exc:
+            raise APIError(400, str(exc), param="messages") from None
 
     runner = ChoiceRunner(engine)
 
@@ -198,19 +230,19 @@ def create_app(
         check_model(body.model)
         try:
             messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-            prompt_ids = tok.apply_chat(messages)
-        except (ValueError, TokenizerError) as exc:
+        except ValueError as exc:
             raise APIError(400, str(exc), param="messages") from None
+        prompt_ids = await run_in_threadpool(chat_ids, messages)
         k = (body.top_logprobs or 0) if body.logprobs else None
         max_tokens = body.max_completion_tokens or body.max_tokens
-        reqs, queue = runner.submit(prompt_ids, body, max_tokens, "messages", k)
+        reqs, queue = runner.submit([prompt_ids], body, max_tokens, "messages", k)
         cid = new_id("chatcmpl")
         if not body.stream:
             choices = await runner.collect(request, reqs, queue)
             return ChatCompletion(
                 id=cid,
                 model=body.model,
-                usage=usage_of([c.last for c in choices]),
+                usage=usage_of([c.last for c in choices], len(choices)),
                 choices=[
                     ChatChoice(
                         index=i,
@@ -245,51 +277,66 @@ def create_app(
             for i in range(len(reqs))
         ]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first)
+        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first, per_prompt=len(reqs))
+
+    vocab = tok.hf.vocab_size + len(tok.hf.get_added_vocab())
+
+    def completion_prompts(prompt: Any) -> list[tuple[str | None, list[int]]]:
+        """(text or None for token ids, ids) per prompt: a string, strings, token ids, lists of ids."""
+        if isinstance(prompt, str):
+            return [(prompt, tok.encode(prompt))]
+        if not prompt:
+            raise APIError(400, "prompt: an empty list holds no prompt", param="prompt", code="empty_prompt")
+        if isinstance(prompt[0], int):
+            prompt = [prompt]
+        out: list[tuple[str | None, list[int]]] = []
+        for item in prompt:
+            if isinstance(item, str):
+                out.append((item, tok.encode(item)))
+            else:
+                bad = next((t for t in item if not 0 <= t < vocab), None)
+                if bad is not None:
+                    raise APIError(
+                        400,
+                        f"prompt: token id {bad} is outside the vocabulary (0..{vocab - 1})",
+                        param="prompt",
+                    )
+                out.append((None, list(item)))
+        return out
 
     @v1.post("/completions")
     async def completions(request: Request, body: CompletionRequest):
         check_model(body.model)
-        prompt = body.prompt
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
-            if len(prompt) != 1:
-                raise APIError(400, "only one prompt per request is supported", param="prompt")
-            prompt = prompt[0]
-        if isinstance(prompt, list):
-            if any(not 0 <= t < tok.hf.vocab_size + len(tok.hf.get_added_vocab()) for t in prompt):
-                raise APIError(400, "prompt token id out of the vocabulary", param="prompt")
-            prompt_ids = list(prompt)
-        else:
-            prompt_ids = tok.encode(prompt)
+        prompts = await run_in_threadpool(completion_prompts, body.prompt)
+        n = body.n or 1
         k = body.logprobs
         # echo + logprobs scores the prompt too (what evaluation harnesses send to rank answers)
         scoring = k if body.echo else None
-        reqs, queue = runner.submit(prompt_ids, body, body.max_tokens, "prompt", k, scoring)
+        reqs, queue = runner.submit([ids for _, ids in prompts], body, body.max_tokens, "prompt", k, scoring)
         cid = new_id("cmpl")
-        prefix = ""
-        if body.echo:
-            prefix = (
-                prompt if isinstance(prompt, str) else tok.hf.decode(prompt_ids, skip_special_tokens=True)
-            )
+        prefixes = [
+            (text if text is not None else tok.hf.decode(ids, skip_special_tokens=True)) if body.echo else ""
+            for text, ids in prompts
+        ]
 
-        def new_offsets() -> TextOffsets:
+        def new_offsets(p: int) -> TextOffsets:
             """text_offset counts from the start of the returned text, the echoed prompt included."""
             if scoring is None:
                 return TextOffsets()
-            return TextOffsets.for_echo(prefix, prompt_ids, tok.token_piece)
+            return TextOffsets.for_echo(prefixes[p], prompts[p][1], tok.token_piece)
 
         if not body.stream:
             choices = await runner.collect(request, reqs, queue)
             return Completion(
                 id=cid,
                 model=body.model,
-                usage=usage_of([c.last for c in choices]),
+                usage=usage_of([c.last for c in choices], n),
                 choices=[
                     CompletionChoice(
                         index=i,
-                        text=prefix + c.text(),
+                        text=prefixes[i // n] + c.text(),
                         finish_reason=c.last.finish_reason,
-                        logprobs=completion_logprobs(c.logprobs, tok.token_piece, new_offsets())
+                        logprobs=completion_logprobs(c.logprobs, tok.token_piece, new_offsets(i // n))
                         if k is not None
                         else None,
                     )
@@ -297,9 +344,9 @@ def create_app(
                 ],
             )
 
-        offsets = [new_offsets() for _ in reqs]  # text_offset goes on from chunk to chunk
+        offsets = [new_offsets(i // n) for i in range(len(reqs))]  # text_offset goes on from chunk to chunk
         # with prompt scores the echoed prompt rides in the first event's chunk, beside its scores
-        unsent_prefix = [prefix if scoring is not None else "" for _ in reqs]
+        unsent_prefix = [prefixes[i // n] if scoring is not None else "" for i in range(len(reqs))]
 
         def dump(choice: CompletionChoice) -> str:
             return Completion(id=cid, model=body.model, choices=[choice]).model_dump_json(exclude={"usage"})
@@ -321,10 +368,15 @@ def create_app(
         def usage_chunk(usage: Usage) -> str:
             return Completion(id=cid, model=body.model, choices=[], usage=usage).model_dump_json()
 
-        first = [dump(CompletionChoice(index=i, text=prefix, finish_reason=None)) for i in range(len(reqs))]
+        first = []
+        if body.echo and scoring is None:
+            first = [
+                dump(CompletionChoice(index=i, text=prefixes[i // n], finish_reason=None))
+                for i in range(len(reqs))
+                if prefixes[i // n]
+            ]
         include = bool(body.stream_options and body.stream_options.include_usage)
-        first = first if prefix and scoring is None else []
-        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first)
+        return runner.sse(request, reqs, queue, chunks, usage_chunk, include, first, per_prompt=n)
 
     app.include_router(v1)
     return app
@@ -335,7 +387,7 @@ def serve(cfg: ServerConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     served = load_served(cfg)
-    app = create_app(served, api_key=cfg.api_key)
+    app = create_app(served, api_key=cfg.api_key, max_body_bytes=cfg.max_body_bytes)
     cfg_e = served.engine.config
     print(
         f"serving {served.name} ({served.weights}, {served.attention} attention, {cfg_e.max_batch} slots x "

@@ -76,6 +76,14 @@ def serve_llm(
             help="Reuse the cache of a prompt prefix seen before [env: RESEARCH_BOT_LLM_SERVE_PREFIX_CACHING]",
         ),
     ] = None,
+    max_body_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-body-mb",
+            envvar="RESEARCH_BOT_LLM_SERVE_MAX_BODY_MB",
+            help="Largest request body in MiB; bigger ones get 413 unread",
+        ),
+    ] = 4.0,
     data_dir: DataDir = None,
 ) -> None:
     """Serve a model folder (GPTQ or full precision) behind an OpenAI-compatible API."""
@@ -95,6 +103,7 @@ def serve_llm(
         cuda_graphs=s.llm_serve_cuda_graphs if cuda_graphs is None else cuda_graphs,
         prefill_chunk=s.llm_serve_prefill_chunk if prefill_chunk is None else prefill_chunk,
         prefix_caching=s.llm_serve_prefix_caching if prefix_caching is None else prefix_caching,
+        max_body_bytes=int(max_body_mb * 2**20),
     )
     serve(cfg, host=host, port=port)
 
