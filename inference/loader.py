@@ -113,14 +113,15 @@ def _quant_config(path: Path, hf_config: dict[str, Any]) -> dict[str, Any] | Non
         raise ModelFolderError(
             f"{path / 'config.json'}: quantization method {method!r} is not supported; use gptq"
         )
-    # Widths the Triton matmul handles; 3-bit has no kernel, so it is refused rather than served
-    # through a dense dequantized copy at fp16 memory cost.
-    from inference.kernels.int4_matmul import KERNEL_BITS
+    # Every width GPTQ checkpoints use loads; 3-bit has no Triton kernel, so its layers run through
+    # a dense dequantized copy (correct, fp16 memory cost on CUDA; check_memory counts it).
+    from inference.gptq.format import SUPPORTED_BITS
 
     bits = qcfg.get("bits")
-    if bits not in KERNEL_BITS:
+    if bits not in SUPPORTED_BITS:
         raise ModelFolderError(
-            f"{path}: {source} has bits={bits}; the GPTQ kernels support bits {', '.join(map(str, KERNEL_BITS))}"
+            f"{path}: {source} has bits={bits}; GPTQ checkpoints with bits "
+            f"{', '.join(map(str, SUPPORTED_BITS))} can be served"
         )
     return qcfg
 
@@ -132,6 +133,8 @@ def check_memory(folder: ModelFolder, *, device: str, kv_bytes: int, what: str) 
         # CPU computes in fp32, and QuantLinear's torch path keeps a dense fp32 copy of each 4-bit
         # layer: 8x the packed bytes (an upper bound; embeddings are not packed).
         weights = folder.weight_bytes * 8 if folder.quant else _fp32_bytes(folder)
+    elif folder.quant and folder.quant.get("bits") == 3:
+        weights = folder.weight_bytes * 16 // 3  # no 3-bit kernel: dense fp16 copies of the layers
     else:
         weights = folder.weight_bytes
     need = weights + kv_bytes
@@ -147,7 +150,7 @@ def _fp32_bytes(folder: ModelFolder) -> int:
     # CPU serving computes in fp32: fp16/bf16 checkpoints double in size once loaded.
     return (
         folder.weight_bytes * 2
-        if folder.hf_config.get("torch_dtype", "float32") != "float32"
+        if (folder.hf_config.get("dtype") or folder.hf_config.get("torch_dtype", "float32")) != "float32"
         else folder.weight_bytes
     )
 

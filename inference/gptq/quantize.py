@@ -440,7 +440,8 @@ def quantize_folder(
         true_sequential=opts.true_sequential,
         checkpoint_format="gptq" if opts.zero_format == "v1" else "gptq_v2",
     )
-    config = {**config, "torch_dtype": "float16"}
+    # transformers 5 reads "dtype" and older versions "torch_dtype": both say what the file holds
+    config = {**config, "torch_dtype": "float16", "dtype": "float16"}
     write_checkpoint(
         out_dir,
         config=config,

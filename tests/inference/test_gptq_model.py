@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -11,8 +13,9 @@ from inference.quant_linear import QuantLinear
 from tests.inference._llm_helpers import CORPUS, save_hf, tiny_hf_model, train_tokenizer
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3"])
-def test_gptq_loaded_model_matches_dequantized_reference(tmp_path, family):
+@pytest.mark.parametrize(("family", "bits"), [("llama", 4), ("qwen2", 4), ("qwen3", 4), ("llama", 3)])
+def test_gptq_loaded_model_matches_dequantized_reference(tmp_path, family, bits):
+    """3-bit too: no Triton kernel, but the checkpoint loads and serves through the torch path."""
     from inference.gptq.quantize import QuantOptions, quantize_folder
 
     fast = train_tokenizer(tmp_path / "fp")
@@ -22,12 +25,14 @@ def test_gptq_loaded_model_matches_dequantized_reference(tmp_path, family):
         tmp_path / "fp",
         tmp_path / "q",
         CORPUS * 8,
-        QuantOptions(bits=4, group_size=32, act_order=True),
+        QuantOptions(bits=bits, group_size=32, act_order=True),
         calib_samples=8,
         seq_len=32,
     )
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    assert config["dtype"] == config["torch_dtype"] == "float16"  # transformers 5 reads "dtype"
     model, folder, _ = load_model(tmp_path / "q")
-    assert folder.quant["bits"] == 4
+    assert folder.quant["bits"] == bits
     assert sum(isinstance(m, QuantLinear) for m in model.modules()) == 7 * hf.config.num_hidden_layers
 
     # reference: the transformers model with every quantized layer replaced by its dequantized weight
