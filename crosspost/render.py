@@ -228,7 +228,9 @@ def render_markdown(doc: Doc, original: str | None = None) -> str:
             and is_heading_line(block.plain(), standalone=True)
             and index + 1 < len(doc.blocks)
         ):
-            out.append(("# " if index == 0 else "## ") + _md_line(block.lines[0]).lstrip("#").strip())
+            # a heading of several lines (a setext heading over a paragraph) is one line in Markdown
+            title = " ".join(_md_line(line).strip() for line in block.lines)
+            out.append(("# " if index == 0 else "## ") + title.lstrip("#").strip())
             continue
         out.extend(_md_block(block, title=index == 0))
     if original:

@@ -9,7 +9,10 @@ the link to the original post) before it is accepted.
 
 Code blocks (rendered between ``` fences) are split between their lines, never inside one unless a
 single line is longer than a part (then at spaces); a part that ends inside a block closes the
-fence and the next part reopens it (with the language), and both fences are counted.
+fence and the next part reopens it (with the language), and both fences are counted. An inline
+`code span` is kept whole unless it alone is longer than a part: then, as a last resort, it is cut
+at a space and each piece gets its own backticks. So only a single token (a URL, a long word)
+longer than the limit can make a network fail.
 """
 
 from __future__ import annotations
@@ -149,16 +152,57 @@ def split_text(
     a, b = _strip(text, 0, len(text))
     if low[b] - low[a] <= limit and count(text[a:b] + first_extra) <= limit:
         return [Piece(a, b)]
-    fences = _Fences(code or [])
+    inline = [c for c in _inline_code(text, protected) if count(text[c.start : c.end]) > limit]
+    fences = _Fences([*(code or []), *inline])
+    fallback = _inside_breaks(text, inline)
     estimate_n = 9
     while True:
         suffix = f"\n{estimate_n}/{estimate_n}" if numbering else ""
         pieces = _greedy(
-            text, breaks, low, estimate, count, limit, min_part, suffix, first_extra, network, fences
+            text,
+            breaks,
+            low,
+            estimate,
+            count,
+            limit,
+            min_part,
+            suffix,
+            first_extra,
+            network,
+            fences,
+            fallback,
         )
         if len(pieces) <= estimate_n or not numbering:
             return pieces
         estimate_n = estimate_n * 10 + 9
+
+
+def _inline_code(text: str, protected: list[tuple[int, int]]) -> list[CodeRange]:
+    """Inline code spans (`...`) with a space inside: the only protected ranges that may be cut
+    (and only those longer than a part, see `split_text`)."""
+    spans = {t.span for t in find_tokens(text, units=False) if t.kind == "code"}
+    spans |= {(a, b) for a, b in protected if b - a > 2 and text[a] == "`" and text[b - 1] == "`"}
+    return [
+        CodeRange(a, a + 1, b - 1, b, "`", "`")
+        for a, b in sorted(spans)
+        if "`" not in text[a + 1 : b - 1] and any(ch.isspace() for ch in text[a + 1 : b - 1])
+    ]
+
+
+def _inside_breaks(text: str, spans: list[CodeRange]) -> list[_Break]:
+    breaks = []
+    for span in spans:
+        i = span.content_start + 1
+        while i < span.content_end - 1:
+            if text[i].isspace():
+                j = i
+                while j < span.content_end - 1 and text[j].isspace():
+                    j += 1
+                breaks.append(_Break(i, j, 4))
+                i = j
+            else:
+                i += 1
+    return breaks
 
 
 class _Fences:
@@ -183,7 +227,7 @@ def _strip(text: str, a: int, b: int) -> tuple[int, int]:
 
 
 def _greedy(
-    text, breaks, low, estimate, count, limit, min_part, suffix, first_extra, network, fences
+    text, breaks, low, estimate, count, limit, min_part, suffix, first_extra, network, fences, fallback=()
 ) -> list[Piece]:
     pieces: list[Piece] = []
     pos, end_of_text = _strip(text, 0, len(text))
@@ -239,6 +283,13 @@ def _greedy(
                 chosen = next((b for b in reversed(earlier) if b.level <= level), None) or (
                     earlier[-1] if earlier else None
                 )
+        if fallback and (chosen is None or count(text[pos : chosen.end]) < min_part):
+            # last resort: a space inside an inline code span longer than a part (which then
+            # starts in this part rather than leaving it short)
+            after = chosen.end if chosen is not None else pos
+            chosen = next(
+                (b for b in reversed(fallback) if b.end > after and fits(pos, b.end, first)), chosen
+            )
         if chosen is None:
             raise CrosspostError(_too_long_message(text, pos, breaks, index, network, limit, count))
         pieces.append(Piece(pos, chosen.end, fences.lead(pos), fences.trail(chosen.end)))

@@ -260,6 +260,22 @@ def test_code_block_longer_than_a_part_is_split_between_lines():
     assert joined.count("def layer_") == 30
 
 
+def test_inline_code_longer_than_a_part_is_cut_at_spaces_with_its_own_backticks():
+    flags = " ".join(f"--flag{i}=value{i}" for i in range(40))
+    post = SourcePost(text=f"Запуск: `{flags}` и всё. А `short code` остаётся целым.")
+    result = convert(post, targets=["x", "bluesky", "mastodon", "threads"])
+    assert not result.failed
+    for name, target in result.targets.items():
+        parts = target.parts
+        assert len(parts) > 1 and all(p.length <= p.limit for p in parts)
+        bodies = [p.text.rsplit("\n", 1)[0] for p in parts]  # without "i/n"
+        for body in bodies:
+            assert body.count("`") % 2 == 0, (name, body)  # every piece opens and closes its span
+        pieces = [b.split("`")[1] for b in bodies if b.count("`") >= 2 and "--flag" in b]
+        assert " ".join(pieces) == flags, name
+        assert "`short code`" in bodies[-1]
+
+
 def test_lone_surrogate_is_repaired_for_every_network(tmp_path):
     result = convert("-", stdin=_stdin("Модель \ud83d быстрее 😀 на 20%"))
     assert not result.failed and set(result.targets) == set(DEFAULT_TARGETS)
@@ -328,3 +344,11 @@ def test_bot_preview_shows_a_networks_own_error():
     shown = render_preview(result, "threads", "en")
     assert "cannot be split" in shown and "limit 500" in shown
     assert "Смотрите" in render_preview(result, "x", "en")
+
+
+def test_markdown_heading_of_several_lines_keeps_every_line():
+    """A paragraph over a `-` line is a setext heading in CommonMark; none of its lines is lost
+    (found by the property test: everything after the first line vanished)."""
+    post = SourcePost(text="intro\n\n@ds https://example.com/o\n`code`\nmore text\n- \n\nend", markdown=True)
+    text = convert(post, targets=["markdown"]).targets["markdown"].parts[0].text
+    assert "## @ds <https://example.com/o> `code` more text" in text
