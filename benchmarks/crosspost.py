@@ -62,6 +62,9 @@ def main() -> None:
                 failures.append(f"{post.origin} [{name}]: {exc}")
                 continue
             per_target[name].append(time.perf_counter() - start)
+            if result.targets[name].error:  # one network's own failure: the others still convert
+                failures.append(f"{post.origin} [{name}]: {result.targets[name].error}")
+                continue
             ok[name] += 1
             parts[name].append(len(result.targets[name].parts))
     chars = [len(p.text) for p in posts]
