@@ -55,6 +55,8 @@ class RateLimitMiddleware(BaseMiddleware):
         if len(self._hits) > 10_000:  # many one-off users: forget the idle ones so memory stays flat
             for uid in [u for u, h in self._hits.items() if not h or now - h[-1] >= self.window_s]:
                 self._hits.pop(uid, None)
+            for uid in [u for u, until in self._warned_until.items() if until <= now]:
+                self._warned_until.pop(uid, None)
         return 0.0
 
     def should_warn(self, user_id: int, wait: float, now: float | None = None) -> bool:

@@ -68,8 +68,13 @@ class AnswerStreamer:
         return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
     async def feed(self, delta: str) -> None:
-        self.text += delta
         now = time.monotonic()
+        if not self.text:
+            # The long-sentence fallback counts from the first delta, not from the question: when
+            # retrieval alone takes 3 intervals (a busy machine), the first preview must still
+            # wait for a whole sentence rather than show "SageAttention квантует Q".
+            self._last = max(self._last, now - self.interval)
+        self.text += delta
         if now - self._last < self.interval:
             return
         # Show whole sentences; a very long sentence is shown anyway after 3 intervals.

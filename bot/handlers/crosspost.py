@@ -123,6 +123,21 @@ def _owner(event: Any) -> Owner:
     return owner_of(event) or (0, 0)
 
 
+async def _reply_preview(
+    message: Message, source: str | dict[str, Any], *, crosspost: Any, ui: UiState
+) -> None:
+    """The preview as a reply to the user's message; its buttons are that user's in that chat."""
+    await convert_and_preview(
+        message,
+        source,
+        crosspost=crosspost,
+        ui=ui,
+        language=lang(message),
+        owner=_owner(message),
+        reply_to=message.message_id,
+    )
+
+
 def _message_source(message: Message) -> dict[str, Any] | None:
     """The text and entities of a message (text or caption), as the crosspost service takes them."""
     text = message.text or message.caption
@@ -169,15 +184,7 @@ async def on_crosspost(message: Message, command: CommandObject, crosspost: Any,
     if not source:
         await message.reply(t(language, "crosspost_usage"), parse_mode=None)
         return
-    await convert_and_preview(
-        message,
-        source,
-        crosspost=crosspost,
-        ui=ui,
-        language=language,
-        owner=_owner(message),
-        reply_to=message.message_id,
-    )
+    await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
 @router.message(F.chat.type == "private", F.forward_origin)
@@ -189,44 +196,20 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
         return
     if isinstance(source, str):
         try:  # a public channel's post that the corpus does not hold: convert the forwarded text
-            await convert_and_preview(
-                message,
-                source,
-                crosspost=crosspost,
-                ui=ui,
-                language=language,
-                owner=_owner(message),
-                reply_to=message.message_id,
-            )
+            await _reply_preview(message, source, crosspost=crosspost, ui=ui)
             return
         except CrosspostError:
             fallback = _message_source(message)
             if fallback is None:
                 raise
             source = fallback
-    await convert_and_preview(
-        message,
-        source,
-        crosspost=crosspost,
-        ui=ui,
-        language=language,
-        owner=_owner(message),
-        reply_to=message.message_id,
-    )
+    await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
 @router.message(F.chat.type == "private", F.text.regexp(POST_LINK))
 async def on_post_link(message: Message, crosspost: Any, ui: UiState) -> None:
     """A bare post link in a private chat: the user wants that post converted."""
-    await convert_and_preview(
-        message,
-        (message.text or "").strip(),
-        crosspost=crosspost,
-        ui=ui,
-        language=lang(message),
-        owner=_owner(message),
-        reply_to=message.message_id,
-    )
+    await _reply_preview(message, (message.text or "").strip(), crosspost=crosspost, ui=ui)
 
 
 @router.callback_query(ConvertCb.filter())

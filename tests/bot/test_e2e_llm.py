@@ -46,7 +46,9 @@ async def test_llm_answer_streams_with_throttled_edits(real):
     sends, edits = emu.sent("sendMessage", 301), emu.sent("editMessageText", 301)
     assert len(sends) == 1 and len(edits) >= 2
     times = [sends[0].at] + [c.at for c in edits]
-    assert min(b - a for a, b in itertools.pairwise(times)) >= interval * 0.95
+    # Throttled (unthrottled edits would come ~0.02 s apart); the margin absorbs request jitter
+    # on a loaded machine, where a delayed request can arrive closer to the next one.
+    assert min(b - a for a, b in itertools.pairwise(times)) >= interval * 0.5
     assert all(c.params.get("parse_mode") is None for c in [sends[0], *edits[:-1]])  # previews are plain
     previews = [sends[0].params["text"], *(c.params["text"] for c in edits[:-1])]
     assert all(p.rstrip().endswith(".") for p in previews)  # whole sentences only

@@ -180,3 +180,19 @@ async def test_failed_download_logs_no_token(fakes, caplog):
     assert "/file/bot" in caplog.text  # the failing URL was logged…
     assert emu.token not in caplog.text and "TEST-token" not in caplog.text  # …without the token
     assert all(emu.token not in m["text"] for m in emu.bot_messages(ADMIN))
+
+
+def test_rate_limiter_memory_stays_bounded_with_many_one_off_users():
+    """A flood from 30,000 accounts (one message each, 100 per second) must not grow memory
+    without bound: users idle for a whole window are forgotten."""
+    from bot.middlewares import RateLimitMiddleware
+
+    limiter = RateLimitMiddleware(1, window_s=10.0)
+    largest = 0
+    for user in range(30_000):
+        now = user * 0.01
+        assert limiter.retry_in(user, now=now) == 0.0
+        assert limiter.retry_in(user, now=now) > 0  # a second message in the window is refused
+        assert limiter.should_warn(user, 10.0, now=now)
+        largest = max(largest, len(limiter._hits), len(limiter._warned_until))
+    assert largest <= 11_001
