@@ -436,7 +436,9 @@ def real_model(run: Run) -> None:
             from inference.testing.tiny_llm import corpus_text
 
             t0 = time.monotonic()
-            group = 128 if folder.config.hidden_size % 128 == 0 else 32
+            c = folder.config
+            ks = (c.hidden_size, c.intermediate_size, c.num_heads * c.head_dim)  # every linear's K
+            group = 128 if all(k % 128 == 0 for k in ks) else 32
             quantize_folder(
                 path,
                 Path(tmp) / "q",
