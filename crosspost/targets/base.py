@@ -63,18 +63,14 @@ class PlainTarget:
             text = rendered.text.strip() + extra
             return [Part(text, count(text), None, rendered.text.strip())]
         measure = fit_measure(count, rules.limit, rules.max_bytes)
-        pieces = split_text(
-            rendered.text,
-            rendered.protected,
-            measure,
-            rules.limit,
-            min_part=rules.min_part,
-            numbering=rules.numbering,
-            first_extra=extra,
-            network=self.name,
-            estimate=_estimator(rendered.text, rules),
-            code=rendered.code,
-        )
+        try:
+            pieces = self._split(rendered, rules, measure, extra)
+        except CrosspostError as exc:
+            if rules.max_bytes:  # the count shown folds in the bytes: say what the two limits are
+                raise CrosspostError(
+                    f"{exc} (a part may hold {rules.limit} graphemes and {rules.max_bytes} UTF-8 bytes)"
+                ) from exc
+            raise
         parts = []
         for number, piece in enumerate(pieces, 1):
             body = rendered.text[piece.start : piece.end]
@@ -91,6 +87,20 @@ class PlainTarget:
             )
             parts.append(part)
         return parts
+
+    def _split(self, rendered: Rendered, rules: Rules, measure, extra: str) -> list[Piece]:
+        return split_text(
+            rendered.text,
+            rendered.protected,
+            measure,
+            rules.limit,
+            min_part=rules.min_part,
+            numbering=rules.numbering,
+            first_extra=extra,
+            network=self.name,
+            estimate=_estimator(rendered.text, rules),
+            code=rendered.code,
+        )
 
     def facets(
         self, rendered: Rendered, piece: Piece, text: str, link: Rendered | None, link_at: int
