@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         description="secret_token for setWebhook, checked on every POST (default: random per start)",
     )
 
+    @field_validator("webhook_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("RESEARCH_BOT_WEBHOOK_LISTEN: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
