@@ -64,6 +64,14 @@ class IngestReport:
         self.summary.failed += 1
 
 
+def _is_export_index(path: Path) -> bool:
+    """A full-account HTML export's own pages (`export_results.html`, `lists/chats.html`, ...):
+    tables of contents without messages, which a folder ingest passes over; its chats are
+    `chats/chat_NNN/messages*.html`."""
+    name = path.name.lower()
+    return name == "export_results.html" or (path.parent.name == "lists" and name.endswith(".html"))
+
+
 def expand(locations: Iterable[str]) -> tuple[list[str], list[str]]:
     """Files inside folders (recursively, sorted), URLs as is; returns (sources, errors)."""
     found: list[str] = []
@@ -80,6 +88,7 @@ def expand(locations: Iterable[str]) -> tuple[list[str], list[str]]:
                 if p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and p.suffix.lower() not in IGNORED_SUFFIXES
+                and not _is_export_index(p)
             ]
             if not files:
                 errors.append(f"{location}: folder has no files to ingest")

@@ -438,3 +438,27 @@ def test_old_html_dates_without_zone_say_so_and_tz_names_the_zone(store, tmp_pat
     report, posts = _one(tmp_path, store, body, options=ReadOptions(tz="+03:00"))
     assert not report.notes and report.summary.updated == 1
     assert posts[1].date.replace(tzinfo=UTC) == datetime(2019, 5, 1, 9, 0, tzinfo=UTC)
+
+
+def test_full_account_html_export_folder_ingests_its_chats_and_passes_over_its_index_pages(store, tmp_path):
+    root = tmp_path / "DataExport_2025-05-01"
+    (root / "lists").mkdir(parents=True)
+    index = '<div class="page_wrap"><div class="page_body list_page"><a class="block_link" href="lists/chats.html">'
+    (root / "export_results.html").write_text(
+        f"<html><body>{index}</div></div></body></html>", encoding="utf-8"
+    )
+    (root / "lists" / "chats.html").write_text(
+        f"<html><body>{index}</div></div></body></html>", encoding="utf-8"
+    )
+    for number, title in ((1, "КПД"), (2, "Сиолошная")):
+        chat = root / "chats" / f"chat_00{number}"
+        chat.mkdir(parents=True)
+        body = message(
+            5, date="01.05.2025 10:00:00 UTC+03:00", time="10:00", from_name=title, text=f"пост {title}"
+        )
+        write_html_export(chat / "messages.html", title, body)
+    report = ingest_locations(store, [str(root)])
+    assert report.ok, report.errors
+    assert report.summary.new == 2
+    with store.session() as s:
+        assert sorted(c.title for c in s.scalars(select(Channel))) == ["КПД", "Сиолошная"]
