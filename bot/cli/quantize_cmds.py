@@ -1,7 +1,9 @@
 """`research-bot quantize MODEL_DIR OUT_DIR`: GPTQ-quantize a model on text sampled from the corpus.
 
 The corpus store supplies the calibration text (posts and papers), so the model is calibrated on
-the domain it will answer about; `inference.gptq.quantize` does the work and never sees posts.
+the domain it will answer about; `--calib FILE` uses text files instead (text in the language the
+model knows: SmolLM2 is English-only, and calibrating it on Russian posts measured worse than
+round-to-nearest). `inference.gptq.quantize` does the work and never sees posts.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def quantize(
     rtn: Annotated[
         bool, typer.Option("--rtn", help="Round-to-nearest instead of GPTQ (the baseline)")
     ] = False,
+    calib: Annotated[
+        list[Path] | None,
+        typer.Option("--calib", help="Calibrate on this UTF-8 text file instead of the corpus (repeatable)"),
+    ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -59,11 +65,23 @@ def quantize(
         damp_percent=damp_percent,
         zero_format="v1" if checkpoint_format == "gptq" else "v2",
     )
-    store = open_corpus(settings_for(data_dir))
-    # Enough texts to fill the windows: posts are short, so oversample and let the tokenizer cut.
-    texts = store.sample_texts(max(calib_samples * 8, 64))
-    if not texts:
-        raise ConfigError("the corpus is empty, nothing to calibrate on: run `research-bot ingest` first")
+    if calib:
+        texts = []
+        for path in calib:
+            try:
+                texts += [t for t in path.read_text(encoding="utf-8").split("\n\n") if t.strip()]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    f"--calib {path}: cannot read it as UTF-8 text ({exc.__class__.__name__})"
+                ) from None
+        if not texts:
+            raise ConfigError("--calib: the files hold no text to calibrate on")
+    else:
+        store = open_corpus(settings_for(data_dir))
+        # Enough texts to fill the windows: posts are short, so oversample and let the tokenizer cut.
+        texts = store.sample_texts(max(calib_samples * 8, 64))
+        if not texts:
+            raise ConfigError("the corpus is empty, nothing to calibrate on: run `research-bot ingest` first")
     with progress_bar("quantize", hidden=as_json) as progress:
         task = progress.add_task("calibrating", total=None)
 
@@ -84,8 +102,13 @@ def quantize(
     if as_json:
         print_json(summary)
         return
+    if summary["group_size"] != group_size:
+        console.print(
+            f"group size {group_size} does not divide every layer's width; used {summary['group_size']}",
+            highlight=False,
+        )
     console.print(
-        f"wrote {summary['layers']} quantized layers ({bits}-bit, group {group_size}, {summary['method']}) to "
+        f"wrote {summary['layers']} quantized layers ({bits}-bit, group {summary['group_size']}, {summary['method']}) to "
         f"{out_dir}, calibrated on {summary['calib_samples']} windows of {summary['seq_len']} tokens",
         highlight=False,
     )

@@ -17,6 +17,7 @@ and each step's Hessians are collected after the previous steps were quantized.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -213,6 +214,19 @@ def gptq_quantize(w: torch.Tensor, h: torch.Tensor, opts: QuantOptions, name: st
 
 
 # --- model level ---------------------------------------------------------------------------------
+def fit_group_size(widths: Sequence[int], requested: int) -> int:
+    """The group size to use for layers of these input widths: `requested` when it divides them all,
+    else the largest multiple of 32 below it that does (one group size per checkpoint, as the GPTQ
+    config holds one; 32 keeps 2/4/8-bit packing whole). SmolLM2's 576-wide layers with 128 give 96.
+    -1 (per channel) always fits."""
+    if requested == -1 or all(k % requested == 0 for k in widths):
+        return requested
+    for gs in range(requested - requested % 32, 0, -32):
+        if all(k % gs == 0 for k in widths):
+            return gs
+    return -1
+
+
 class _Stop(Exception):
     """Raised by the capture hook to stop the forward pass after the first decoder layer's inputs."""
 
@@ -392,6 +406,7 @@ def quantize_folder(
     seq_len: int = 512,
     method: str = "gptq",
     on_layer: Callable[[int, int, str], None] | None = None,
+    fit_groups: bool = True,
 ) -> dict:
     """Quantize a HF causal-LM folder (Llama/Qwen/Mistral layout) into a GPTQ checkpoint folder."""
     import json
@@ -422,6 +437,11 @@ def quantize_folder(
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{model_dir}: cannot load with transformers: {exc}") from exc
     ids = calibration_ids(tokenizer, texts, samples=calib_samples, seq_len=seq_len)
+    requested_group = opts.group_size
+    if fit_groups:
+        _, blocks = find_decoder_layers(model)
+        widths = {m.in_features for m in blocks.modules() if isinstance(m, nn.Linear)}
+        opts = dataclasses.replace(opts, group_size=fit_group_size(sorted(widths), opts.group_size))
     layers = quantize_model_(model, ids, opts, method=method, on_layer=on_layer)
     quantized = {f"{name}.{suffix}" for name in layers for suffix in ("weight", "bias")}
     tensors = {
@@ -458,5 +478,6 @@ def quantize_folder(
         "seq_len": seq_len,
         "bits": opts.bits,
         "group_size": opts.group_size,
+        "requested_group_size": requested_group,
         "method": method,
     }

@@ -15,6 +15,7 @@ from inference.gptq.quality import closeness
 from inference.gptq.quantize import (
     HessianAccumulator,
     QuantOptions,
+    fit_group_size,
     gptq_quantize,
     quantize_model_,
     rtn_quantize,
@@ -217,3 +218,34 @@ def test_cli_refuses_bad_bits_and_missing_model(tmp_path, capsys):
             ["quantize", str(tmp_path), str(tmp_path / "o"), "--bits", "5", "--data-dir", str(tmp_path / "d")]
         )
     assert "bits=5" in capsys.readouterr().err
+
+
+def test_a_group_size_that_does_not_divide_the_width_is_fitted():
+    assert fit_group_size([576, 1536], 128) == 96  # SmolLM2: 576 = 6 x 96
+    assert fit_group_size([576, 1536], 64) == 64
+    assert fit_group_size([128, 384], 128) == 128
+    assert fit_group_size([100], 128) == -1  # no multiple of 32 divides it: one group per channel
+
+
+def test_cli_calibrates_on_a_text_file_and_says_which_group_size_it_used(tiny, tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+    from bot.cli.main import COMMAND_MODULES
+
+    for module in COMMAND_MODULES:
+        __import__(module)
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n\n".join(["GPTQ quantizes weights one column at a time."] * 200), encoding="utf-8")
+    out = tmp_path / "rtn"
+    args = ["quantize", str(tiny.path), str(out), "--rtn", "--group-size", "96", "--calib", str(calib)]
+    result = CliRunner().invoke(app, [*args, "--calib-samples", "4", "--seq-len", "32"])
+    assert result.exit_code == 0, result.output
+    assert "group size 96 does not divide every layer's width; used 64" in result.output
+    assert read_checkpoint(out).quant.group_size == 64
+    from bot.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args[:-1], str(tmp_path / "missing.txt"), "--data-dir", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "--calib" in err and "missing.txt" in err and "Traceback" not in err
