@@ -120,14 +120,19 @@ def split_ids(
     return torch.cat(train), torch.cat(held)
 
 
+def tokenized_corpus(cfg: TinyConfig, corpus_dir: Path = SAMPLE_CORPUS):
+    """(tokenizer trained on the corpus, training ids, held-out ids)."""
+    text = corpus_text(corpus_dir)
+    tokenizer = train_tokenizer(text, cfg.vocab_size)
+    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
+    return (tokenizer, *split_ids(ids, cfg.heldout_fraction))
+
+
 def train_tiny_llm(out_dir: Path, cfg: TinyConfig | None = None, corpus_dir: Path = SAMPLE_CORPUS) -> TinyLLM:
     """Train the tokenizer and the model on the corpus, save both to `out_dir` (HF layout)."""
     cfg = cfg or TinyConfig()
     out_dir = Path(out_dir)
-    text = corpus_text(corpus_dir)
-    tokenizer = train_tokenizer(text, cfg.vocab_size)
-    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
-    train_ids, heldout_ids = split_ids(ids, cfg.heldout_fraction)
+    tokenizer, train_ids, heldout_ids = tokenized_corpus(cfg, corpus_dir)
     model = make_model(cfg, len(tokenizer))
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -190,10 +195,7 @@ def structured_tiny_llm(
     """
     cfg = cfg or TinyConfig()
     out_dir = Path(out_dir)
-    text = corpus_text(corpus_dir)
-    tokenizer = train_tokenizer(text, cfg.vocab_size)
-    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
-    train_ids, heldout_ids = split_ids(ids, cfg.heldout_fraction)
+    tokenizer, train_ids, heldout_ids = tokenized_corpus(cfg, corpus_dir)
     model = make_model(cfg, len(tokenizer)).eval()
     impose_structure_(model, cfg.seed)
     model.save_pretrained(out_dir)
