@@ -167,3 +167,68 @@ def write_folder(model: E5Model, folder: Path) -> None:
 def _json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, ensure_ascii=False))
+
+
+def onnx_model(quantized: bool = True, cache_dir: Path | None = None) -> Path:
+    """The converted model as ONNX (mean pooling and L2 normalization inside), built once per
+    recipe: float32, or with int8 per-channel weights for every MatMul (dynamic quantization:
+    activations are quantized per call). The word-embedding table stays float32 (a lookup)."""
+    folder = converted_folder(cache_dir)
+    fp32 = folder / "onnx" / "model.onnx"
+    if not fp32.is_file():
+        _export_onnx(folder, fp32)
+    if not quantized:
+        return fp32
+    int8 = folder / "onnx" / "model-int8.onnx"
+    if not int8.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        tmp = int8.with_suffix(f".{os.getpid()}.tmp")
+        quantize_dynamic(
+            str(fp32),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
+        tmp.replace(int8)
+    return int8
+
+
+def _export_onnx(folder: Path, dest: Path) -> None:
+    import torch
+    from transformers import BertModel
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state  # (B, T, H)
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+            return torch.nn.functional.normalize(mean, dim=-1)
+
+    model = Pooled(BertModel.from_pretrained(str(folder), add_pooling_layer=False).eval())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(f".{os.getpid()}.tmp")
+    ids = torch.ones(2, 8, dtype=torch.long)
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (ids, torch.ones_like(ids)),
+            str(tmp),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {0: "b", 1: "t"},
+                "attention_mask": {0: "b", 1: "t"},
+                "embedding": {0: "b"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    tmp.replace(dest)

@@ -48,14 +48,62 @@ class EngineRuntime:
         return self._model.token_count(text, is_query)
 
 
-_RUNTIME = None
+class OnnxRuntime:
+    """The converted model in ONNX Runtime (`rag.e5_convert.onnx_model`), tokenized exactly as
+    the engine by `E5Tokenizer`, in length-sorted batches so padding stays small. Texts past 510
+    content tokens are cut there (the engine averages windows instead; chunks are far shorter)."""
+
+    def __init__(self, quantized: bool = True, threads: int | None = None, batch: int = 16):
+        import onnxruntime as ort
+
+        from rag.e5_convert import onnx_model
+        from rag.e5_weights import E5Tokenizer, read_model
+
+        self.name = "onnx-int8" if quantized else "onnx-fp32"
+        self.tokenizer = E5Tokenizer.from_model(read_model(tensors=False))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: one per core
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(onnx_model(quantized)), options, providers=["CPUExecutionProvider"]
+        )
+        self.dim = int(self._session.get_outputs()[0].shape[-1])
+        self.batch = batch
+        self.max_tokens = 512
+
+    def encode(self, texts: list[str], is_query: bool, sort: bool = True) -> np.ndarray:
+        prefix = "query: " if is_query else "passage: "
+        ids = self.tokenizer.encode_batch([prefix + t for t in texts])
+        ids = [
+            x if len(x) <= self.max_tokens else [*x[: self.max_tokens - 1], self.tokenizer.eos] for x in ids
+        ]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i])) if sort else list(range(len(ids)))
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch):
+            rows = order[start : start + self.batch]
+            width = max(len(ids[i]) for i in rows)
+            input_ids = np.full((len(rows), width), self.tokenizer.pad, dtype=np.int64)  # (B, T)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                input_ids[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            out[rows] = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
+        return out
+
+
+_RUNTIMES: dict[str, EngineRuntime | OnnxRuntime] = {}
 _RUNTIME_LOCK = threading.Lock()
 
 
-def load_runtime() -> EngineRuntime:
-    """The process-wide runtime (the weights are memory-mapped once)."""
-    global _RUNTIME
+def load_runtime(kind: str = "") -> EngineRuntime | OnnxRuntime:
+    """The process-wide runtime of that kind: "" the engine, "onnx-int8" or "onnx-fp32" (built
+    into the cache on first use: conversion, export, quantization take minutes once)."""
     with _RUNTIME_LOCK:
-        if _RUNTIME is None:
-            _RUNTIME = EngineRuntime()
-        return _RUNTIME
+        if kind not in _RUNTIMES:
+            if kind == "":
+                _RUNTIMES[kind] = EngineRuntime()
+            elif kind in ("onnx-int8", "onnx-fp32"):
+                _RUNTIMES[kind] = OnnxRuntime(quantized=kind == "onnx-int8")
+            else:
+                raise ConfigError(f"unknown e5 runtime {kind!r}")
+        return _RUNTIMES[kind]

