@@ -77,7 +77,7 @@ def ingest(
             progress.advance(task)
             if error and not as_json:
                 printed.add(error)
-                err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
+                err_console.print(f"[yellow]failed[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
 
         if all_sources:
             report = reingest_all(store, force=force, on_source=on_source)
@@ -106,7 +106,7 @@ def ingest(
     else:
         for error in report.errors:
             if error not in printed:
-                err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
+                err_console.print(f"[yellow]failed[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
         for note in report.notes:
             err_console.print(f"[cyan]note[/cyan] {safe(note)}", highlight=False, soft_wrap=True)
         console.print(report.summary.line(), highlight=False)
@@ -181,7 +181,7 @@ def demo(data_dir: DataDir = None) -> None:
     report = ingest_locations(store, [str(SAMPLE_CORPUS)])
     console.print(f"[bold]Ingested the sample corpus[/bold] ({SAMPLE_CORPUS}): {report.summary.line()}")
     for error in report.errors:
-        err_console.print(f"[yellow]skipped[/yellow] {safe(error)}", highlight=False)
+        err_console.print(f"[yellow]failed[/yellow] {safe(error)}", highlight=False)
     settings = settings.model_copy(update={"llm_base_url": None})  # the demo answers extractively
     rag = _sync_indexes(settings, store)
     result = store.stats()
