@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import ConfigError
+from rag.redact import register_secret
 
 
 def _env(*names: str) -> AliasChoices:
@@ -161,6 +162,16 @@ def load_settings(data_dir: Path | None = None) -> Settings:
             for error in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from None
+    # Every secret setting is masked wherever it would appear (logs, errors, messages).
+    secrets = (
+        settings.telegram_bot_token,
+        settings.llm_api_key,
+        settings.llm_serve_api_key,
+        settings.webhook_secret,
+    )
+    register_secret(
+        *(s.get_secret_value() for s in secrets if s is not None and s.get_secret_value() != "not-needed")
+    )
     if data_dir is not None:
         settings = settings.model_copy(update={"data_dir": data_dir})
     return settings
