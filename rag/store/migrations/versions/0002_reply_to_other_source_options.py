@@ -22,7 +22,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sources", schema=None) as batch_op:
-        batch_op.drop_column("options")
-    with op.batch_alter_table("posts", schema=None) as batch_op:
-        batch_op.drop_column("reply_to_other")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite has it since 3.35), not batch mode: a batch rebuild
+    # drops the old posts and sources tables, and with foreign_keys=ON that cascade-deleted every
+    # chunk and link of every post and cleared posts.source_id (tests/ingest/test_migrations.py).
+    op.drop_column("sources", "options")
+    op.drop_column("posts", "reply_to_other")
