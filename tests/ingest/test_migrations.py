@@ -25,7 +25,9 @@ def test_downgrade_to_0001_and_back_keeps_posts_chunks_and_sources(store, tmp_pa
     export = write_export(tmp_path / "result.json", posts)
     ingest_locations(store, [str(export)])
     with store.session() as s:  # chunks as an index sync cuts them
-        s.add_all(Chunk(post_id=i, text=t, content_hash=str(i)) for i, t in s.execute(select(Post.id, Post.text)))
+        s.add_all(
+            Chunk(post_id=i, text=t, content_hash=str(i)) for i, t in s.execute(select(Post.id, Post.text))
+        )
     with store.session() as s:
         before = (s.scalar(select(func.count(Post.id))), s.scalar(select(func.count(Chunk.id))))
         sourced = s.scalar(select(func.count(Post.id)).where(Post.source_id.is_not(None)))
