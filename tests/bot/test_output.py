@@ -60,3 +60,12 @@ def test_aiogram_polling_error_with_the_token_in_its_url_is_logged_redacted(capl
         logging.getLogger("aiogram.dispatcher").exception("Failed to fetch updates - %s", error)
     assert "Failed to fetch updates" in caplog.text and "getUpdates" in caplog.text
     assert TOKEN.split(":")[1] not in caplog.text
+
+
+def test_redact_masks_url_passwords_holding_slash_hash_or_at():
+    """Users paste passwords unencoded; SQLAlchemy reads up to the last `@`, and a missing driver's
+    error quotes the URL as given, so `/`, `#` and `@` in the password must not end the mask."""
+    for password in ("Db/Pw-4417", "Db#Pw-4417", "Db@Pw-4417", "Db?Pw-4417"):
+        out = redact(f"cannot use database URL 'mysql+mysqldb://reader:{password}@127.0.0.1/corpus': no")
+        assert "Pw-4417" not in out and "reader:" in out and "@127.0.0.1/corpus'" in out, out
+    assert redact("http://u:pw@host/p?q=a@b c") == "http://u:***@host/p?q=a@b c"  # query keeps its @
