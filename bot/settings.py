@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = Field(SecretStr("not-needed"), description="Bearer key for the LLM endpoint")
     llm_model: str = Field("default", description="Model name sent to the LLM endpoint")
     llm_timeout_s: float = Field(60.0, description="Seconds to wait for the LLM before falling back")
+    llm_context_tokens: int | None = Field(
+        None, description="The served model's context in tokens; default: what the endpoint's /v1/models says"
+    )
 
     # --- local LLM server (`serve-llm`, issue 5) ------------------------------------------------
     llm_serve_max_batch: int = Field(8, description="serve-llm: KV cache slots = requests decoded together")

@@ -1,10 +1,19 @@
-"""Retrieval evaluation over a question file: hit@1, hit@5, MRR and latency, per mode and language.
+"""Evaluation over a question file: retrieval (hit@1, hit@k, MRR), abstention and answers, per kind
+and language, for BM25-only, dense-only and hybrid retrieval side by side.
 
-A question file has one JSON object per line: {"q": "...", "expect": ["substring", ...]} and
-optionally "lang" ("ru"/"en"; detected from the question otherwise). A hit is correct when its
-post's (or paper's) full text contains any expected substring (case-insensitive), so the check
-does not depend on how posts were chunked. The three modes run in one pass over the same
-indexes, so BM25-only, dense-only and hybrid are directly comparable.
+A question file has one JSON object per line (lines starting with # are comments). Two forms:
+- the realistic set (tests/data/realistic_qa.jsonl): {"id", "kind", "lang", "q", "posts": [substring
+  identifying each relevant post], "answer": ["fact", "a|b" = either], "after": id of the question
+  asked just before in the same chat, "near": bool for off-corpus questions, "split": "tune"|"report"}
+  An off-corpus question has kind "off-corpus" and no posts: the right behaviour is to abstain.
+- the keyword form {"q": "...", "expect": ["substring", ...], "lang": "ru"} (tests/data/qa_sample.jsonl).
+
+Every question goes through `RagService.ask` (offline: extractive answers), in file order, with one
+chat memory per conversation, so follow-ups are rewritten exactly as `ask`/`chat` rewrite them. A
+hit is correct when its post's (or paper's) full text contains one of the question's substrings
+(case-insensitive), so the check does not depend on chunking. Fact-in-answer: every `answer` item
+(one of its `|` alternatives) occurs in the answer text or its quotes, over the answerable questions
+that list facts; an abstention on such a question counts as a miss.
 """
 
 from __future__ import annotations
@@ -20,9 +29,11 @@ from sqlalchemy import select
 from rag.errors import AppError, RetrievalError
 from rag.store.models import Paper, Post
 from rag.text import detect_language
-from rag.types import Hit
+from rag.types import Answer, Hit
 
 MODES = ("bm25", "dense", "hybrid")
+SPLITS = ("tune", "report", "all")
+OFF_CORPUS = "off-corpus"
 
 
 class EvalError(AppError):
@@ -32,69 +43,90 @@ class EvalError(AppError):
 @dataclass
 class Question:
     q: str
-    expect: list[str]
+    expect: list[str]  # substrings identifying the relevant posts; empty for off-corpus questions
     lang: str
+    id: str = ""
+    kind: str = "keyword"
+    answer: list[str] = field(default_factory=list)
+    after: str | None = None
+    near: bool | None = None
+    split: str | None = None
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.expect)
 
 
-@dataclass
-class ModeResult:
-    ranks: dict[str, list[int | None]] = field(default_factory=dict)  # lang -> rank of first correct hit
-    latencies_ms: list[float] = field(default_factory=list)
+def _question(row: dict) -> Question:
+    q = row["q"]
+    kind = row.get("kind") or "keyword"
+    expect = row.get("posts", row.get("expect"))
+    if isinstance(expect, str):
+        expect = [expect]
+    answer = row.get("answer") or []
+    if (
+        not isinstance(q, str)
+        or not q.strip()
+        or not isinstance(expect, list)
+        or not all(isinstance(e, str) and e for e in expect)
+        or (not expect and kind != OFF_CORPUS)
+        or not isinstance(answer, list)
+        or not all(isinstance(a, str) and a for a in answer)
+    ):
+        raise ValueError
+    lang = row.get("lang") or ("ru" if detect_language(q) == "ru" else "en")
+    return Question(
+        q=q,
+        expect=expect,
+        lang=lang,
+        id=str(row.get("id") or ""),
+        kind=kind,
+        answer=answer,
+        after=row.get("after"),
+        near=row.get("near"),
+        split=row.get("split"),
+    )
 
-    def summary(self, k: int) -> dict:
-        out = {}
-        groups = dict(self.ranks)
-        groups["all"] = [r for ranks in self.ranks.values() for r in ranks]
-        for lang, ranks in groups.items():
-            n = len(ranks)
-            if not n:
-                continue
-            out[lang] = {
-                "n": n,
-                "hit@1": round(sum(1 for r in ranks if r == 1) / n, 3),
-                f"hit@{k}": round(sum(1 for r in ranks if r is not None and r <= k) / n, 3),
-                "mrr": round(sum(1.0 / r for r in ranks if r is not None) / n, 3),
-            }
-        lat = np.array(self.latencies_ms or [0.0])
-        out["latency_ms"] = {
-            "p50": round(float(np.percentile(lat, 50)), 1),
-            "p95": round(float(np.percentile(lat, 95)), 1),
-        }
-        return out
 
-
-def load_questions(path: Path) -> list[Question]:
+def load_questions(path: Path, split: str = "all") -> list[Question]:
+    """The file's questions, only those of `split` ("tune", "report" or "all")."""
+    if split not in SPLITS:
+        raise EvalError(f"--split {split!r}: use tune, report or all")
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise EvalError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError:
+        raise EvalError(f"{path}: not UTF-8 text") from None
     questions = []
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:
-            row = json.loads(line)
-            q, expect = row["q"], row["expect"]
-            if isinstance(expect, str):
-                expect = [expect]
-            if (
-                not isinstance(q, str)
-                or not q.strip()
-                or not expect
-                or not all(isinstance(e, str) for e in expect)
-            ):
-                raise ValueError
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            questions.append(_question(json.loads(line)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise EvalError(
-                f'{path}:{number}: expected {{"q": "question", "expect": ["substring", ...]}}'
+                f'{path}:{number}: expected {{"q": "question", "expect": ["substring", ...]}} or '
+                f'{{"q": ..., "kind": ..., "posts": [...], "answer": [...]}}'
             ) from None
-        lang = row.get("lang") or ("ru" if detect_language(q) == "ru" else "en")
-        questions.append(Question(q, expect, lang))
+    if split != "all":
+        if any(q.split is None for q in questions):
+            raise EvalError(f"{path}: --split {split} needs a split field on every question")
+        questions = [q for q in questions if q.split == split]
     if not questions:
-        raise EvalError(f"{path}: no questions in the file")
+        raise EvalError(
+            f"{path}: no questions in the file" + (f" for split {split}" if split != "all" else "")
+        )
+    known = {q.id for q in questions}
+    for q in questions:
+        if q.after and q.after not in known:
+            raise EvalError(
+                f"{path}: question {q.id!r} follows {q.after!r}, which is not in the file or split"
+            )
     return questions
 
 
+# --- scoring -----------------------------------------------------------------------------------
 def _doc_texts(service, hits: list[Hit], cache: dict) -> None:
     posts = [h.post_id for h in hits if h.post_id is not None and ("post", h.post_id) not in cache]
     papers = [h.paper_id for h in hits if h.paper_id is not None and ("paper", h.paper_id) not in cache]
@@ -119,6 +151,93 @@ def first_correct(hits: list[Hit], expect: list[str], texts: dict) -> int | None
     return None
 
 
+def answer_has_facts(answer: Answer, facts: list[str]) -> bool:
+    """Every fact (one of its "|" alternatives) occurs in the answer text or its cited quotes."""
+    text = " ".join([answer.answer, *(c.quote for c in answer.citations)]).casefold()
+    return all(any(alt.casefold() in text for alt in fact.split("|")) for fact in facts)
+
+
+@dataclass
+class Outcome:
+    question: Question
+    rank: int | None
+    abstained: bool
+    fact: bool | None  # None: the question lists no facts (or is off-corpus)
+
+
+def _rate(values: list[bool]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def summarize(outcomes: list[Outcome], k: int) -> dict:
+    answerable = [o for o in outcomes if o.question.answerable]
+    off = [o for o in outcomes if not o.question.answerable]
+    ranks = [o.rank for o in answerable]
+    n = len(ranks)
+    facts = [o.fact for o in answerable if o.fact is not None]
+    return {
+        "n": n,
+        "hit@1": _rate([r == 1 for r in ranks]),
+        f"hit@{k}": _rate([r is not None and r <= k for r in ranks]),
+        "mrr": round(sum(1.0 / r for r in ranks if r is not None) / n, 3) if n else None,
+        "false_abstention": _rate([o.abstained for o in answerable]),
+        "fact_in_answer": _rate(facts),
+        "off_corpus": len(off),
+        "abstention": _rate([o.abstained for o in off]),
+    }
+
+
+def report(outcomes: list[Outcome], latencies_ms: list[float], k: int) -> dict:
+    """{"all": .., "ru": .., "en": .., "kinds": {kind: ..}, "latency_ms": ..} for one mode."""
+    out: dict = {"all": summarize(outcomes, k)}
+    for lang in sorted({o.question.lang for o in outcomes}):
+        out[lang] = summarize([o for o in outcomes if o.question.lang == lang], k)
+    kinds: dict = {}
+    for kind in dict.fromkeys(o.question.kind for o in outcomes):
+        kinds[kind] = summarize([o for o in outcomes if o.question.kind == kind], k)
+    near = [o for o in outcomes if o.question.kind == OFF_CORPUS and o.question.near is not None]
+    if near:
+        kinds["off-corpus near"] = summarize([o for o in near if o.question.near], k)
+        kinds["off-corpus far"] = summarize([o for o in near if not o.question.near], k)
+    out["kinds"] = kinds
+    lat = np.array(latencies_ms or [0.0])
+    out["latency_ms"] = {
+        "p50": round(float(np.percentile(lat, 50)), 1),
+        "p95": round(float(np.percentile(lat, 95)), 1),
+    }
+    return out
+
+
+def run_mode(service, questions: list[Question], mode: str, k: int) -> tuple[list[Outcome], list[float]]:
+    """Ask every question in file order; a follow-up shares its conversation's chat memory."""
+    texts: dict = {}
+    outcomes: list[Outcome] = []
+    latencies: list[float] = []
+    chat_of: dict[str, str] = {}
+    followed = {q.after for q in questions if q.after}
+    for question in questions:
+        chat = chat_of.get(question.after or "", question.id or str(len(outcomes)))
+        chat_of[question.id] = chat
+        key = f"eval:{mode}:{chat}"
+        if not question.after:
+            service.forget(key)
+        started = time.perf_counter()
+        try:
+            answer = service.ask(question.q, memory_key=key, mode=mode, k=k)
+        except RetrievalError:
+            answer = Answer("", "extractive", True)
+        latencies.append((time.perf_counter() - started) * 1000)
+        _doc_texts(service, answer.hits, texts)
+        rank = first_correct(answer.hits, question.expect, texts) if question.answerable else None
+        fact = None
+        if question.answerable and question.answer:
+            fact = not answer.abstained and answer_has_facts(answer, question.answer)
+        outcomes.append(Outcome(question, rank, answer.abstained, fact))
+        if question.id not in followed:
+            service.forget(key)
+    return outcomes, latencies
+
+
 def evaluate(
     service,
     questions: list[Question],
@@ -127,31 +246,72 @@ def evaluate(
     modes: tuple[str, ...] = MODES,
     misses: list | None = None,
 ) -> dict:
-    """Run every question in every mode; returns {mode: summary}. `misses` collects failures."""
+    """Run every question in every mode; returns {mode: report}. `misses` collects failures."""
     service.retriever()  # load the model and index before timing
     service.search(questions[0].q, k=k)  # warm-up
-    texts: dict = {}
-    results: dict[str, ModeResult] = {}
+    results = {}
     for mode in modes:
-        result = ModeResult()
-        for question in questions:
-            started = time.perf_counter()
-            try:
-                hits = service.search(question.q, k=k, mode=mode)
-            except RetrievalError:
-                hits = []
-            result.latencies_ms.append((time.perf_counter() - started) * 1000)
-            _doc_texts(service, hits, texts)
-            rank = first_correct(hits, question.expect, texts)
-            result.ranks.setdefault(question.lang, []).append(rank)
-            if misses is not None and rank != 1:
-                misses.append(
-                    {
-                        "mode": mode,
-                        "q": question.q,
-                        "rank": rank,
-                        "top": [h.url or h.channel for h in hits[:3]],
-                    }
+        outcomes, latencies = run_mode(service, questions, mode, k)
+        results[mode] = report(outcomes, latencies, k)
+        if misses is not None:
+            for o in outcomes:
+                wrong = (o.question.answerable and (o.rank != 1 or o.abstained or o.fact is False)) or (
+                    not o.question.answerable and not o.abstained
                 )
-        results[mode] = result
-    return {mode: results[mode].summary(k) for mode in modes}
+                if wrong:
+                    misses.append(
+                        {
+                            "mode": mode,
+                            "id": o.question.id,
+                            "kind": o.question.kind,
+                            "q": o.question.q,
+                            "rank": o.rank,
+                            "abstained": o.abstained,
+                            "fact": o.fact,
+                        }
+                    )
+    return results
+
+
+def format_report(results: dict, k: int) -> list[str]:
+    """The CLI table: one line per group (all, languages, kinds) and mode, modes side by side."""
+
+    def cell(value: float | None, width: int = 7) -> str:
+        return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
+
+    first = next(iter(results.values()))
+    groups = [("all", first["all"])]
+    groups += [(lang, first[lang]) for lang in first if lang not in ("all", "kinds", "latency_ms")]
+    groups += [(kind, summary) for kind, summary in first["kinds"].items()]
+    lines = [
+        f"{'group':<17}{'mode':<7}{'n':>4}{'hit@1':>7}{f'hit@{k}':>7}{'MRR':>7}{'fact':>7}{'f.abst':>7}"
+        f"{'off':>5}{'abst':>7}"
+    ]
+    for name, _ in groups:
+        for mode, result in results.items():
+            s = result["all"] if name == "all" else result.get(name) or result["kinds"].get(name)
+            lines.append(
+                f"{name if mode == next(iter(results)) else '':<17}{mode:<7}{s['n']:>4}{cell(s['hit@1'])}"
+                f"{cell(s[f'hit@{k}'])}{cell(s['mrr'])}{cell(s['fact_in_answer'])}{cell(s['false_abstention'])}"
+                f"{s['off_corpus']:>5}{cell(s['abstention'])}"
+            )
+    lines.append(
+        "latency per question (ms, p50/p95): "
+        + ", ".join(
+            f"{m} {r['latency_ms']['p50']:.0f}/{r['latency_ms']['p95']:.0f}" for m, r in results.items()
+        )
+    )
+    return lines
+
+
+def format_misses(misses: list[dict], mode: str = "hybrid") -> list[str]:
+    out = []
+    for miss in misses:
+        if miss["mode"] != mode:
+            continue
+        what = "answered" if miss["rank"] is None and miss["kind"] == OFF_CORPUS else f"rank {miss['rank']}"
+        flags = (" abstained" if miss["abstained"] and miss["kind"] != OFF_CORPUS else "") + (
+            " fact missing" if miss["fact"] is False else ""
+        )
+        out.append(f"  {miss['id'] or '-'} [{miss['kind']}] {what}{flags}: {miss['q']}")
+    return out

@@ -42,9 +42,28 @@ def _describe(exc: BaseException, base_url: str) -> str:
     )
 
 
+# Where OpenAI-compatible servers put the context length in /v1/models: ours and vLLM
+# (max_model_len), llama.cpp (n_ctx, under meta), LM Studio / others (context_length, ...).
+_CONTEXT_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length", "n_ctx")
+
+
+def context_from_models(cards: list[dict], model: str) -> int | None:
+    """The context length of `model` (or of the only model served) from /v1/models entries."""
+    chosen = [c for c in cards if c.get("id") == model] or (cards if len(cards) == 1 else [])
+    for card in chosen:
+        for place in (card, card.get("meta") or {}):
+            for name in _CONTEXT_FIELDS:
+                value = place.get(name) if isinstance(place, dict) else None
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+    return None
+
+
 class LLMClient:
     def __init__(self, config: LLMConfig):
         self.config = config
+        self._context: int | None = None
+        self._context_checked = False
         # No retries: a dead endpoint must fall back to quotes quickly, not after 3 timeouts.
         kwargs = {
             "base_url": config.base_url,
@@ -74,7 +93,7 @@ class LLMClient:
             raise LLMError(f"LLM endpoint {redact(self.config.base_url)} returned no text")
         return text
 
-    async def stream(self, messages: list[dict]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[dict], *, max_tokens: int | None = None) -> AsyncIterator[str]:
         """Text deltas as the endpoint produces them; raises LLMError (possibly mid-way)."""
         produced = False
         try:
@@ -82,7 +101,7 @@ class LLMClient:
                 model=self.config.model,
                 messages=messages,
                 temperature=self.config.temperature,
-                max_tokens=self.config.max_tokens,
+                max_tokens=max_tokens or self.config.max_tokens,
                 stream=True,
             )
             async for event in stream:
@@ -98,6 +117,19 @@ class LLMClient:
             raise LLMError(_describe(exc, self.config.base_url)) from exc
         if not produced:
             raise LLMError(f"LLM endpoint {redact(self.config.base_url)} returned no text")
+
+    def context_window(self) -> int | None:
+        """The served model's context length from the endpoint's /v1/models (asked once; None when
+        the endpoint does not say or cannot be asked: the caller then uses its setting or a default)."""
+        if not self._context_checked:
+            self._context_checked = True
+            try:
+                page = self._sync.models.list()
+                cards = [card.model_dump() for card in page.data]
+                self._context = context_from_models(cards, self.config.model)
+            except Exception:  # any failure here only means "unknown"; the answer request will say why
+                self._context = None
+        return self._context
 
     async def aclose(self) -> None:
         await self._async.close()

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from rag.embedding import Embedder
 from rag.lifecycle import Generation
+from rag.sentences import SentenceScorer
 from rag.store import Store
 from rag.store.models import Channel, Chunk, Paper, Post
 from rag.text import clean_query, detect_language, expand_terms, tokenize
@@ -43,6 +44,8 @@ class FusionWeights:
     lexical: float = 1.0
     dense: float = 0.2
     dense_foreign: float = 0.2  # dense weight for a query the model's language does not cover
+    sentence: float = 0.0  # weight of the best sentence's cosine when re-scoring the top posts
+    rescore: int = 10  # how many top posts are re-scored at sentence level
 
 
 def reciprocal_rank_fusion(
@@ -73,6 +76,25 @@ def convex_fusion(
         for cid, score in dense:
             fused[cid] = fused.get(cid, 0.0) + w_dense * (score - lo) / span
     return fused
+
+
+# Measured defaults (benchmarks/fusion.py). MiniLM (English-only): BM25 leads, dense weight 0.2,
+# no sentence re-scoring (its sentence cosines on Russian text carry no signal).
+def weights_for(multilingual: bool) -> FusionWeights:
+    if multilingual:
+        return FusionWeights(
+            dense=MULTILINGUAL_DENSE, dense_foreign=MULTILINGUAL_DENSE, sentence=MULTILINGUAL_SENTENCE
+        )
+    return FusionWeights()
+
+
+# Chosen on the tune half of tests/data/realistic_qa.jsonl with multilingual-e5-small (62 answerable
+# questions; benchmarks/fusion.py): hybrid hit@5 0.935 at dense weight 0.2 (the MiniLM choice), 0.952
+# for 0.5-3.0; hit@1 0.823 at 0.5, 0.806 at 1.0-2.0, 0.726 at 3.0. Dense alone 0.935, BM25 alone
+# 0.919. Re-scoring the top 10 posts by their best sentence's cosine changed little on this corpus
+# (MRR 0.875 with weight 0 or 1, one question lost at 0.5); it is kept at 1.0, the middle of the flat range.
+MULTILINGUAL_DENSE = 0.5
+MULTILINGUAL_SENTENCE = 1.0
 
 
 @dataclass
@@ -107,12 +129,15 @@ class Retriever:
         *,
         multilingual: bool,
         weights: FusionWeights | None = None,
+        sentences: SentenceScorer | None = None,
     ):
         self.gen = generation
         self.embedder = embedder
         self.store = store
         self.multilingual = multilingual
         self.weights = weights or FusionWeights()
+        self.sentences = sentences
+        self._vectors: dict[str, np.ndarray] = {}
         self._positions = {cid: i for i, cid in enumerate(generation.lexical.chunk_ids.tolist())}
 
     # --- filters ----------------------------------------------------------------------------
@@ -151,10 +176,20 @@ class Retriever:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(int(lex.chunk_ids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
+    def query_vector(self, text: str) -> np.ndarray:
+        """The query's vector (dim,), remembered for the answer step that follows the search."""
+        vector = self._vectors.get(text)
+        if vector is None:
+            vector = self.embedder.encode_queries([text])[0]
+            if len(self._vectors) >= 512:
+                self._vectors.pop(next(iter(self._vectors)))
+            self._vectors[text] = vector
+        return vector
+
     def dense(
         self, query: Query, allowed: np.ndarray | None, n: int
     ) -> tuple[list[tuple[int, float]], np.ndarray]:
-        vector = self.embedder.encode_queries([query.text])[0]  # (dim,)
+        vector = self.query_vector(query.text)  # (dim,)
         scores, ids = self.gen.dense.search(vector, n, allowed)
         return [(int(i), float(s)) for i, s in zip(ids, scores, strict=True)], vector
 
@@ -176,22 +211,44 @@ class Retriever:
         lexical = self.lexical(query, allowed, n) if mode in ("hybrid", "bm25") else []
         dense, vector = self.dense(query, allowed, n) if mode in ("hybrid", "dense") else ([], None)
         if vector is None and len(self.gen.dense):
-            vector = self.embedder.encode_queries([query.text])[0]
+            vector = self.query_vector(query.text)
 
         fused: dict[int, float] = {}
+        foreign = not self.multilingual and query.language != "en"
         if mode == "bm25":
             fused = dict(lexical)
         elif mode == "dense":
             fused = dict(dense)
         else:
-            foreign = not self.multilingual and query.language != "en"
             w_dense = self.weights.dense_foreign if foreign else self.weights.dense
             if self.weights.method == "rrf":
                 fused = reciprocal_rank_fusion(lexical, dense, self.weights.lexical, w_dense)
             else:
                 fused = convex_fusion(lexical, dense, self.weights.lexical, w_dense)
         ranked = sorted(fused.items(), key=lambda item: -item[1])
-        return self._materialize(ranked, k, query, vector)
+        top_lex = lexical[0][1] if lexical else 0.0
+        lex_scores = dict(lexical)
+        rescore = (
+            self.weights.rescore
+            if mode != "bm25" and self.sentences is not None and self.weights.sentence and not foreign
+            else 0
+        )
+        hits = self._materialize(ranked, max(k, rescore), query, vector)
+        for hit in hits:
+            hit.lexical = lex_scores.get(hit.chunk_id, 0.0) / top_lex if top_lex else 0.0
+        if rescore and vector is not None and hits:
+            self.rescore(hits[:rescore], query, vector)
+        return hits[:k]
+
+    def rescore(self, hits: list[Hit], query: Query, vector: np.ndarray) -> None:
+        """Sentence-level re-scoring of the top posts, in place: score + w * best sentence cosine
+        (the fused score's min-max part is relative, the sentence cosine absolute), then re-ranked."""
+        for hit in hits:
+            hit.sentence_cosine = self.sentences.best_cosine(vector, hit.post_text or hit.text)  # type: ignore[union-attr]
+            hit.score = hit.score + self.weights.sentence * hit.sentence_cosine
+        hits.sort(key=lambda h: -h.score)
+        for rank, hit in enumerate(hits, 1):
+            hit.rank = rank
 
     def _materialize(
         self, ranked: list[tuple[int, float]], k: int, query: Query, vector: np.ndarray | None
@@ -236,6 +293,8 @@ class Retriever:
                     paper_id=row["paper_id"],
                     coverage=min(1.0, coverage),
                     cosine=cosine,
+                    post_text=row["doc_text"] if row["post_id"] is not None else None,
+                    lead=_lead(row["doc_text"] or row["text"]),
                 )
             )
             if len(hits) >= k:
@@ -326,3 +385,10 @@ class Retriever:
                     "title": p_title if paper_id is not None else None,
                 }
         return out
+
+
+def _lead(text: str, words: int = 8) -> str:
+    """The first words of a post, as a reader would search for it in the channel."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    parts = first.split()
+    return " ".join(parts[:words]) + ("…" if len(parts) > words else "")

