@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -247,15 +248,33 @@ def _chat_title(chat: dict[str, Any]) -> str | None:
     return f"chat {chat['id']}" if chat.get("id") is not None else None
 
 
-def _account_chats(export: dict[str, Any], source: RawSource) -> list[dict[str, Any]]:
-    """The chats of a full-account export that the user selected (`--chat`), in export order."""
-    chats = [
+def _all_account_chats(export: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
         chat
         for section in ("chats", "left_chats")
         if isinstance(export.get(section), dict) and isinstance(export[section].get("list"), list)
         for chat in export[section]["list"]
         if isinstance(chat, dict) and isinstance(chat.get("messages"), list)
     ]
+
+
+def _account_titles(export: dict[str, Any]) -> dict[int, str | None]:
+    """{id(chat): stored title} for every chat of the export. Chats are stored by title, and private
+    chats are named after the contact (two people called Иван, several "Deleted Account"s): a name
+    that several chats share gets the chat id appended, so their messages never merge. Counted
+    over the whole export, so `--chat` stores a chat under the same title as a full ingest."""
+    chats = _all_account_chats(export)
+    names = [_chat_title(chat) for chat in chats]
+    shared = {name for name, n in Counter(names).items() if name is not None and n > 1}
+    return {
+        id(chat): f"{name} ({chat['id']})" if name in shared and chat.get("id") is not None else name
+        for chat, name in zip(chats, names, strict=True)
+    }
+
+
+def _account_chats(export: dict[str, Any], source: RawSource) -> list[dict[str, Any]]:
+    """The chats of a full-account export that the user selected (`--chat`), in export order."""
+    chats = _all_account_chats(export)
     if not chats:
         raise IngestError(f"{source.location}: full-account export without chat messages")
     wanted = {name.casefold() for name in source.options.chats}
@@ -319,13 +338,14 @@ class TelegramJsonExport:
         zone = source.options.zone
         # Only JSON escapes can produce a lone surrogate (raw UTF-8 cannot): skip the walk without them.
         check_surrogates = ESCAPED_SURROGATE.search(text) is not None
+        account_titles = _account_titles(export) if chats and chats[0] is not export else {}
         for chat in chats:
             # One chat at a time: message ids repeat across chats, and copies merge only within one.
             part = SourceBatch(location=source.location, format=self.name)
             if chat is export:
                 title = export.get("name") if isinstance(export.get("name"), str) else None
             else:
-                title = _chat_title(chat)
+                title = account_titles[id(chat)]
             if check_surrogates and isinstance(title, str):
                 title, _ = _repair_surrogates(title)
             for index, message in enumerate(chat["messages"]):

@@ -100,3 +100,33 @@ def test_bad_tz_is_refused_in_one_line(value):
 
     with pytest.raises(IngestError, match="--tz"):
         ReadOptions(tz=value)
+
+
+def test_chats_with_the_same_name_stay_apart(store, tmp_path):
+    """Private chats are named after the contact: two people called Иван (or two deleted accounts)
+    are two chats with the same name; their messages 1 must not merge as copies of one post."""
+    export = {
+        "personal_information": {"user_id": 42},
+        "chats": {
+            "list": [
+                _chat(111, "Иван", "personal_chat", ["привет от первого Ивана", "вторая реплика"]),
+                _chat(222, "Иван", "personal_chat", ["сообщение второго Ивана"]),
+                _chat(333, "Мария", "personal_chat", ["сообщение Марии"]),
+            ]
+        },
+    }
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    report = ingest_locations(store, [str(path)])
+    assert report.ok and report.summary.new == 4 and report.summary.merged == 0
+    posts = _posts_by_channel(store)
+    assert sorted(text for texts in posts.values() for text in texts) == [
+        "вторая реплика",
+        "привет от первого Ивана",
+        "сообщение Марии",
+        "сообщение второго Ивана",
+    ]
+    assert len(posts) == 3 and posts["Мария"] == ["сообщение Марии"]
+    # choosing one of them by id keeps it where the whole export put it
+    again = ingest_locations(store, [str(path)], options=ReadOptions(chats=("222",)))
+    assert again.ok and again.summary.new == 0 and again.summary.unchanged == 1
