@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
-from bot.cli.output import plain, safe
+from bot.cli.output import inert, plain, safe
 from bot.services import llm_config, open_corpus
 from crosspost.service import DEFAULT_TARGETS, convert
 
@@ -77,7 +77,7 @@ def crosspost(
         for number, part in enumerate(target.parts, 1):
             limit = f"/{part.limit}" if part.limit else ""
             console.print(f"[dim][{number}] {part.length}{limit}[/dim]", highlight=False)
-            console.print(plain(part.text), highlight=False, markup=False, soft_wrap=True)
+            console.print(inert(part.text), highlight=False, markup=False, soft_wrap=True)
     if result.failed:
         failed = plain(", ".join(result.failed))
         err_console.print(

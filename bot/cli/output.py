@@ -1,6 +1,6 @@
 """Making user-controlled text safe to print on a terminal: every CLI print of post text, file
 names, queries, titles, notices and errors goes through `safe` (rich markup on) or `plain`
-(markup off).
+(markup off); cross-post parts, printed to be copied, through `inert` (no secret masking).
 
 Posts, file names and uploaded files are untrusted (SECURITY.md): text like `[/x]` would be read
 as rich markup (a MarkupError traceback, or styling/links the author chose), and escape sequences
@@ -30,9 +30,15 @@ _SEQUENCES = re.compile(
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def inert(text: object) -> str:
+    """`text` without terminal control sequences or characters, otherwise exact (for markup=False):
+    content meant to be copied as is, such as cross-post parts, whose `?key=` URLs are the post's."""
+    return _CONTROLS.sub("", _SEQUENCES.sub("", str(text)))
+
+
 def plain(text: object) -> str:
-    """`text` without terminal control sequences or characters, secrets masked (for markup=False)."""
-    return _CONTROLS.sub("", _SEQUENCES.sub("", redact(text)))
+    """`inert(text)` with secrets masked (for markup=False)."""
+    return inert(redact(text))
 
 
 def safe(text: object) -> str:

@@ -105,3 +105,11 @@ def test_user_errors_are_one_line(monkeypatch, capsys, args, message):
     assert code == 1
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_text_output_keeps_urls_that_look_like_secrets(monkeypatch, capsys):
+    """The parts are to be pasted into a network: a post's own `?key=` or `&sig=` URL is content,
+    not one of our secrets, and must be printed exactly (rag.redact is for errors and logs)."""
+    url = "https://maps.example.com/embed?key=AIzaDemoKey123&sig=abc123"
+    code, out, _ = run(monkeypatch, capsys, "crosspost", "-", "--to", "mastodon", stdin=f"Карта: {url}")
+    assert code == 0 and url in out
