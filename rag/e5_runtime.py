@@ -12,7 +12,8 @@
 Why the engine is the default (python benchmarks/embedding.py, sample corpus chunks, 2 cores
 shared with ~6 other jobs at load 8-12, so absolute rates are low and noisy): chunks/s relative to
 sentence-transformers fp32 at the same thread count were onnx-int8 1.5-1.9x, onnx-fp32 1.1-1.2x,
-engine 0.7-1.1x; dense-only hit@5 on tests/data/realistic_qa.jsonl: engine 0.860, st fp32 0.851.
+engine 0.7-1.1x; dense-only hit@5 on tests/data/realistic_qa.jsonl: engine 0.860, st fp32 0.851,
+onnx-int8 0.860.
 ONNX int8 is the fastest but costs about two minutes of conversion, export and quantization at
 first use (measured here; it needs torch then) and its vectors differ more (cosine 0.991 min to the
 engine's); the engine starts in milliseconds. Select onnx-int8 with
