@@ -194,3 +194,27 @@ def test_onnx_int8_runtime_agrees_with_the_engine(e5):
     sorted_, unsorted = runtime.encode(texts, True), runtime.encode(texts, True, sort=False)
     # batching by length regroups texts; only the per-batch activation scales can move a vector
     assert (sorted_ * unsorted).sum(axis=1).min() >= 0.995
+
+
+def test_long_embedding_runs_show_a_progress_bar_with_chunks_per_second(monkeypatch):
+    import io
+    import sys
+
+    class FakeRuntime:
+        dim = 4
+
+        def encode(self, texts, is_query):
+            return np.full((len(texts), 4), 0.5, dtype=np.float32)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    embedder = object.__new__(Embedder)
+    embedder.spec, embedder.model, embedder.dim = ModelSpec.parse(BUNDLED_E5), FakeRuntime(), 4
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert embedder.encode_passages(["short"] * 10).shape == (10, 4)
+    assert terminal.getvalue() == ""  # a handful of texts: no bar
+    assert embedder.encode_passages(["chunk"] * 300).shape == (300, 4)
+    assert "300/300" in terminal.getvalue() and "chunk/s" in terminal.getvalue()
