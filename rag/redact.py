@@ -23,7 +23,7 @@ MASK = "***"
 # Pasted passwords hold `/`, `#`, `?` or `@` unencoded (SQLAlchemy reads up to the last `@`), so
 # the password runs to the first `@` that is followed by a host and then the end of the authority.
 _URL_PASSWORD = re.compile(
-    r"(?P<head>\b[a-zA-Z][\w+.-]*://[^\s:/@?#]*:)(?P<secret>\S+?)(?=@[^\s@/?#'\"]*(?:[/?#\s'\"]|$))"
+    r"(?P<head>\b[a-zA-Z][\w+.-]*://[^\s:/@?#]*:)(?P<secret>\S{1,256}?)(?=@[^\s@/?#'\"]*(?:[/?#\s'\"]|$))"
 )
 # scheme://token@host (no colon): a bare credential in the userinfo.
 _URL_USER_ONLY = re.compile(r"(?P<head>\b[a-zA-Z][\w+.-]*://)(?P<secret>[^\s:/@?#]{16,})(?=@)")
