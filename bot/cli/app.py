@@ -23,8 +23,10 @@ app = typer.Typer(
     # (eval's help showed `"expect": }`) and labelled every flag `<bool>`.
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: rich would turn `:thumbs_up:` in a post, a file name or an error into 👍, and
+# rich.markup.escape has no escape for it (bot.cli.output.safe covers only markup).
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 DataDir = Annotated[
     Path | None,

@@ -23,7 +23,7 @@ NASTY = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
 @given(NASTY)
 def test_safe_text_never_breaks_rich_nor_reaches_the_terminal_raw(text):
     out = io.StringIO()
-    console = Console(file=out, force_terminal=False, width=200)
+    console = Console(file=out, force_terminal=False, width=200, emoji=False)  # as bot.cli.app's
     console.print(f"[bold]x[/bold] {safe(text)}", highlight=False, soft_wrap=True)
     console.print(plain(text), markup=False, highlight=False, soft_wrap=True)
     written = out.getvalue()
@@ -69,3 +69,13 @@ def test_redact_masks_url_passwords_holding_slash_hash_or_at():
         out = redact(f"cannot use database URL 'mysql+mysqldb://reader:{password}@127.0.0.1/corpus': no")
         assert "Pw-4417" not in out and "reader:" in out and "@127.0.0.1/corpus'" in out, out
     assert redact("http://u:pw@host/p?q=a@b c") == "http://u:***@host/p?q=a@b c"  # query keeps its @
+
+
+def test_cli_consoles_print_emoji_codes_as_text():
+    """Rich turns `:thumbs_up:` into 👍 unless the console says not to; `safe` cannot escape it."""
+    from bot.cli.app import console, err_console
+
+    for target in (console, err_console):
+        with target.capture() as captured:
+            target.print(f"[red]x[/red] {safe('see :thumbs_up: and :a:')}", highlight=False)
+        assert "see :thumbs_up: and :a:" in captured.get()
