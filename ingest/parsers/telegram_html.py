@@ -14,8 +14,10 @@ of the export's first file.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -87,7 +89,10 @@ def _first_file_title(path: Path | None) -> str | None:
     match = EXPORT_FILE.match(path.name)
     if match is None or match.group(1) in ("", "1"):
         return None
-    first = path.with_name("messages.html")
+    return _page_title(path.with_name("messages.html"))
+
+
+def _page_title(first: Path) -> str | None:
     try:
         with first.open("rb") as handle:
             head = handle.read(16_384).decode("utf-8", errors="replace")
@@ -96,6 +101,37 @@ def _first_file_title(path: Path | None) -> str | None:
     found = PAGE_TITLE.search(head)
     title = re.sub(r"\s+", " ", html.unescape(found.group(1))).strip() if found else ""
     return title or None
+
+
+ACCOUNT_CHAT_DIR = re.compile(r"^chat_\d+$")
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_titles(chats_dir: Path, _mtime_ns: int) -> frozenset[str]:
+    """Page titles that several chat folders of a full-account export share (read once per folder
+    state: a 2,000-chat export would otherwise read every chat's head once per file)."""
+    titles = Counter(
+        _page_title(folder / "messages.html")
+        for folder in chats_dir.iterdir()
+        if ACCOUNT_CHAT_DIR.match(folder.name)
+    )
+    return frozenset(title for title, n in titles.items() if title and n > 1)
+
+
+def _account_chat_title(path: Path | None, title: str | None) -> str | None:
+    """Chats are stored by title, and private chats are named after the contact: in a full-account
+    export (`chats/chat_NNN/messages*.html`) a title several chats share gets the folder name, so
+    two people called Иван stay two channels (the JSON reader appends the chat id likewise)."""
+    if path is None or title is None or not ACCOUNT_CHAT_DIR.match(path.parent.name):
+        return title
+    chats_dir = path.parent.parent
+    if chats_dir.name != "chats":
+        return title
+    try:
+        shared = _shared_titles(chats_dir, chats_dir.stat().st_mtime_ns)
+    except OSError:
+        return title
+    return f"{title} ({path.parent.name})" if title in shared else title
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -213,7 +249,7 @@ class TelegramHtmlExport:
             if header is not None
             else None
         )
-        title = _first_file_title(source.path) or title
+        title = _account_chat_title(source.path, _first_file_title(source.path) or title)
         batch = SourceBatch(location=source.location, format=self.name)
         zoneless = 0
         previous_author: str | None = None

@@ -462,3 +462,24 @@ def test_full_account_html_export_folder_ingests_its_chats_and_passes_over_its_i
     assert report.summary.new == 2
     with store.session() as s:
         assert sorted(c.title for c in s.scalars(select(Channel))) == ["КПД", "Сиолошная"]
+
+
+def test_account_html_export_chats_with_the_same_name_stay_apart(store, tmp_path):
+    """Two contacts called Иван are two chat folders with one page title: before, the second
+    chat's message 1 replaced the first's (counted as a merged copy)."""
+    root = tmp_path / "DataExport_2025-05-01"
+    for number, text in ((1, "пишет первый Иван"), (2, "пишет второй Иван"), (3, "пишет Мария")):
+        chat = root / "chats" / f"chat_00{number}"
+        chat.mkdir(parents=True)
+        name = "Мария" if number == 3 else "Иван"
+        body = message(1, date="01.05.2025 10:00:00 UTC+03:00", time="10:00", from_name=name, text=text)
+        write_html_export(chat / "messages.html", name, body)
+    report = ingest_locations(store, [str(root)])
+    assert report.ok and report.summary.new == 3 and report.summary.merged == 0
+    with store.session() as s:
+        rows = s.execute(select(Channel.title, Post.text).join(Post.channel)).all()
+    assert sorted(text for _, text in rows) == ["пишет Мария", "пишет второй Иван", "пишет первый Иван"]
+    assert len({title for title, _ in rows}) == 3 and ("Мария", "пишет Мария") in rows
+    # one chat on its own lands in the same channel as in the whole export
+    again = ingest_locations(store, [str(root / "chats" / "chat_002" / "messages.html")], force=True)
+    assert again.ok and again.summary.new == 0 and again.summary.unchanged == 1
