@@ -113,7 +113,7 @@ def test_llm_notice_and_logs_show_no_llm_credentials(real, capfd, caplog, monkey
     data = ["--data-dir", str(real.settings.data_dir)]
     code, out, err = run(["ask", "Во сколько раз SageAttention быстрее?", *data], capfd)
     code_json, out_json, err_json = run(["ask", "Что такое GPTQ?", "--json", *data], capfd)
-    assert code == 0 and code_json == 0
+    assert code == 0 and code_json == 0, (err, err_json)
     assert "unreachable" in err and json.loads(out_json)["mode"] == "extractive"
     assert "127.0.0.1:1" in caplog.text or "127.0.0.1:1" in err  # the endpoint is still named
     for output in (out, err, out_json, err_json, caplog.text):

@@ -67,6 +67,7 @@ def test_bucket_sizes_cover_every_batch():
     assert all(any(b >= n for b in graphs_like) for n in range(1, 7))
 
 
+@pytest.mark.slow  # 25-70 s of interpreted kernels on 2 cores; CI's slow step runs it
 def test_static_buffer_decode_gives_the_eager_engines_tokens(quant_model):
     model, device = quant_model
     eager = generate_all(engine_for(model, device, static=False), PROMPTS)
@@ -75,6 +76,7 @@ def test_static_buffer_decode_gives_the_eager_engines_tokens(quant_model):
     assert [len(t) for t in eager] == [6, 6, 6, 4]
 
 
+@pytest.mark.slow  # 25-70 s of interpreted kernels on 2 cores; CI's slow step runs it
 def test_chunked_prefill_through_the_quantized_kernels_gives_the_same_tokens(quant_model):
     """Chunks of 3 prompt tokens attend to the cached keys before them (bottom-right causal)."""
     model, device = quant_model
@@ -95,6 +97,7 @@ def _run_all(engine: Engine, prompts: list[list[int]]) -> list:
     return reqs
 
 
+@pytest.mark.slow  # 25-70 s of interpreted kernels on 2 cores; CI's slow step runs it
 def test_k_mean_is_the_prompts_mean_when_a_chunk_boundary_splits_it(quant_model):
     """KVView documents k_mean as "the keys' mean over each slot's prompt"; with chunked prefill the
     second prompt of a step gets the budget's leftover (here 1 token), and k_mean becomes the key of

@@ -52,6 +52,7 @@ def run(args, capsys) -> tuple[int, str, str]:
     return exc.value.code or 0, out, err
 
 
+@pytest.mark.slow  # ~100 s (serves a GPTQ model on the CPU); CI's slow step runs it
 def test_ask_answers_with_the_served_model(served_url, tmp_path, capsys, monkeypatch):
     base, name = served_url
     data = str(tmp_path / "data")

@@ -14,6 +14,10 @@ from bot.cli.main import main
 from rag.embedding import DEFAULT_MODEL
 from rag.samples import SAMPLE_CORPUS
 
+# The whole module rides on one `demo` run with the real multilingual model: about 2 minutes of
+# embedding on 2 cores, so it belongs to CI's slow step.
+pytestmark = pytest.mark.slow
+
 QA = Path(__file__).resolve().parents[1] / "data" / "qa_sample.jsonl"
 
 
@@ -87,7 +91,6 @@ def test_extractive_answer_quotes_only_sources_about_the_question(demo):
 REALISTIC = Path(__file__).resolve().parents[1] / "data" / "realistic_qa.jsonl"
 
 
-@pytest.mark.slow
 def test_realistic_questions_report_half(demo):
     """The issue's targets on the report half (never used for tuning), offline defaults, no LLM.
     Off-corpus abstention is asserted at the level reached (0.53; target 0.8, not met: questions
