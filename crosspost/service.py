@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crosspost import DEFAULT_TARGETS
 from crosspost.htmlio import doc_from_html, doc_to_html
 from crosspost.llm import LLMConfig
 from crosspost.model import Doc, SourcePost
@@ -30,7 +31,6 @@ from rag.errors import CrosspostError, LLMError
 if TYPE_CHECKING:
     from rag.store.db import Store
 
-DEFAULT_TARGETS = ["x", "bluesky", "mastodon", "threads", "linkedin", "markdown"]
 TRANSLATION_ROW = "_translation"
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import openai
-
 from rag.errors import LLMError
 from rag.redact import redact
 
@@ -26,6 +24,8 @@ class LLMConfig:
 
 
 def _describe(exc: BaseException, base_url: str) -> str:
+    import openai  # imported where used: `openai` costs ~1-2 s of start-up for commands that never call it
+
     base_url = redact(base_url)  # the message reaches notices, logs and chats: no user:pass@ or ?key=
     if isinstance(exc, openai.APITimeoutError):
         return f"LLM endpoint {base_url} timed out"
@@ -71,6 +71,8 @@ class LLMClient:
             "timeout": config.timeout_s,
             "max_retries": 0,
         }
+        import openai  # see _describe: loaded only once an endpoint is configured
+
         self._sync = openai.OpenAI(**kwargs)
         self._async = openai.AsyncOpenAI(**kwargs)
 

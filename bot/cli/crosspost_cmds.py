@@ -11,7 +11,7 @@ import typer
 from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
 from bot.cli.output import inert, plain, safe
 from bot.services import llm_config, open_corpus
-from crosspost.service import DEFAULT_TARGETS, convert
+from crosspost import DEFAULT_TARGETS  # not crosspost.service: every command would load twitter-text
 
 
 @app.command()
@@ -44,6 +44,8 @@ def crosspost(
     settings = settings_for(data_dir)
     # The store resolves permalinks, keeps history and caches translations (files and stdin too).
     store = open_corpus(settings)
+    from crosspost.service import convert  # heavy (twitter-text, openai): only when converting
+
     result = convert(
         source,
         targets=to.split(","),
