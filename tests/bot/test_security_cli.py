@@ -110,6 +110,10 @@ def test_llm_notice_and_logs_show_no_llm_credentials(real, capfd, caplog, monkey
     caplog.set_level(logging.DEBUG)  # httpx and openai log request URLs at INFO/DEBUG
     monkeypatch.setenv("RESEARCH_BOT_LLM_BASE_URL", "http://bot:Llm-Pw-9@127.0.0.1:1/v1?api-key=sk-Key-77")
     monkeypatch.setenv("RESEARCH_BOT_LLM_API_KEY", "sk-Header-Key-55")
+    # The CLI must use the model `real` indexed with: the session fixture may have been built while
+    # tests/rag/conftest.py's MiniLM pin was in the environment (a whole-suite run), and this test's
+    # environment is cleared to the defaults.
+    monkeypatch.setenv("RESEARCH_BOT_EMBEDDING_MODEL", real.settings.embedding_model)
     data = ["--data-dir", str(real.settings.data_dir)]
     code, out, err = run(["ask", "Во сколько раз SageAttention быстрее?", *data], capfd)
     code_json, out_json, err_json = run(["ask", "Что такое GPTQ?", "--json", *data], capfd)
