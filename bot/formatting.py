@@ -45,7 +45,8 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def source_label(citation: Any) -> str:
-    """'@channel/123 · 2025-04-28' for posts, the title for papers, else the URL."""
+    """'@channel/123 · 2025-04-28' for posts, the title for papers, else the URL. A post without a
+    permalink (page dumps) also gets its first words, so a reader can find it in the channel."""
     title = _get(citation, "title")
     url = _get(citation, "url")
     channel = _get(citation, "channel")
@@ -59,7 +60,11 @@ def source_label(citation: Any) -> str:
         label = f"@{channel}"
     else:
         label = url or "?"
-    return f"{label} · {date_text}" if date_text else label
+    label = f"{label} · {date_text}" if date_text else label
+    lead = _get(citation, "lead")
+    if lead and not title and not (url and _POST_ID.search(url)):
+        label = f"{label} · «{lead}»"
+    return label
 
 
 def render_answer(answer: Any, lang: str) -> str:

@@ -85,3 +85,16 @@ def test_answer_escapes_model_output_and_links_citations():
     assert "1. @chan/5 · 2025-01-02" in parsed.text
     assert "2. A <Paper>" in parsed.text
     assert "[3]" in parsed.text  # a source without a URL stays a plain number
+
+
+def test_a_post_without_permalink_is_labelled_with_its_first_words():
+    """Page dumps have no t.me links: the reader finds the post by channel, date and first words."""
+    from datetime import datetime
+
+    from bot.formatting import source_label
+    from rag.types import Citation
+
+    dumped = Citation(1, None, "seeallochnaya", datetime(2025, 4, 28), "q", lead="Вышла SageAttention2")
+    assert source_label(dumped) == "@seeallochnaya · 2025-04-28 · «Вышла SageAttention2»"
+    linked = Citation(2, "https://t.me/seeallochnaya/123", "seeallochnaya", None, "q", lead="Вышла")
+    assert source_label(linked) == "@seeallochnaya/123"
