@@ -16,10 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from core.errors import AppError  # noqa: E402
 from crosspost.model import SourcePost  # noqa: E402
 from crosspost.service import DEFAULT_TARGETS, convert  # noqa: E402
 from ingest.pipeline import ingest_locations  # noqa: E402
-from rag.errors import AppError  # noqa: E402
 from rag.samples import SAMPLE_CORPUS  # noqa: E402
 from rag.store import open_store  # noqa: E402
 from rag.store.conversions import iter_post_views  # noqa: E402

@@ -28,7 +28,7 @@ from bot.handlers import feature_routers
 from bot.middlewares import ChatQueueMiddleware, RateLimitMiddleware, RetryAfterMiddleware
 from bot.settings import Settings
 from bot.ui import UiState
-from rag.errors import ConfigError
+from core.errors import ConfigError
 from rag.redact import install_log_redaction, redact, register_secret
 
 log = logging.getLogger(__name__)

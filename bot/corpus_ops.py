@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.writer_lock import writer_lock
+from core.errors import IngestError
 from ingest.bot_api import FORMAT as LIVE_FORMAT
 from ingest.bot_api import location_for, message_batch
 from ingest.pipeline import IngestReport, ingest_locations
-from rag.errors import IngestError
 from rag.store.db import IngestSummary, Store
 
 log = logging.getLogger(__name__)

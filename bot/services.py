@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.corpus_ops import CorpusOps
 from bot.settings import Settings
-from rag.errors import CrosspostError
+from core.errors import CrosspostError
 from rag.store import Store, open_store
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from sqlalchemy.exc import SQLAlchemyError
 
-from rag.errors import StoreError
+from core.errors import StoreError
 from rag.redact import redact
 
 LOCK_NAME = ".writer.lock"

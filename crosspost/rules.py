@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from core.errors import CrosspostError
 from crosspost.counters import COUNTERS
-from rag.errors import CrosspostError
 
 DEFAULTS_FILE = Path(__file__).with_name("rules.toml")
 NETWORK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")  # stored as Conversion.target (32 chars)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.errors import CrosspostError, LLMError
 from crosspost import DEFAULT_TARGETS
 from crosspost.htmlio import doc_from_html, doc_to_html
 from crosspost.llm import LLMConfig
@@ -26,7 +27,6 @@ from crosspost.targets import resolve
 from crosspost.targets.base import Part
 from crosspost.tokens import find_urls
 from crosspost.translate import detect_language, language_name, load_glossary, restyle_doc, translate_doc
-from rag.errors import CrosspostError, LLMError
 
 if TYPE_CHECKING:
     from rag.store.db import Store

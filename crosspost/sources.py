@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.errors import CrosspostError
 from crosspost.model import SourcePost
-from rag.errors import CrosspostError
 
 PERMALINK = re.compile(
     r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|tgoop\.com)/(?:s/)?(?P<channel>[A-Za-z0-9_]{3,64})/(?P<id>\d+)/?(?:\?.*)?$",

@@ -21,8 +21,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.errors import CrosspostError
 from crosspost.tokens import find_tokens, grapheme_starts
-from rag.errors import CrosspostError
 
 SENTENCE_END = re.compile(r"[.!?…。！？][\"'»”)\]]*$")
 CLAUSE_END = re.compile(r"[,;:，；：][\"'»”)\]]*$")

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
+from core.errors import CrosspostError, LLMError
 from crosspost.htmlio import Masked, doc_from_html, mask_doc
 from crosspost.llm import LLMConfig, chat
 from crosspost.model import Doc
 from crosspost.tokens import find_tokens
-from rag.errors import CrosspostError, LLMError
 
 LANGUAGE_NAMES = {
     "en": "English",

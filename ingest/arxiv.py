@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import httpx
 
-from rag.errors import IngestError
+from core.errors import IngestError
 from rag.store.db import IngestSummary, Store
 from rag.store.papers import arxiv_stub_ids, save_papers
 from rag.store.records import PaperRecord

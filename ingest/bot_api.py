@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from core.errors import IngestError
 from ingest.clean import finish_batch
-from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
 
 FORMAT = "telegram-bot-api"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from rag.errors import IngestError
+from core.errors import IngestError
 
 # A character that starts a UTF-8 multi-byte sequence when read as Latin-1, then continuation
 # bytes as Latin-1 or Windows-1252 show them (C1 controls, ¡-¿, and cp1252's €‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ).

@@ -17,8 +17,8 @@ from typing import Any
 import lxml.html
 from lxml import etree
 
+from core.errors import IngestError
 from ingest.clean import clean_with_entities, utf16_len
-from rag.errors import IngestError
 
 SIMPLE_TAGS = {
     "b": "bold",

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core.errors import IngestError
 from ingest.clean import finish_batch
 from ingest.parsers.tme_preview import parse_preview_html
-from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
 
 TELEGRAM_HOSTS = {"t.me", "www.t.me", "telegram.me", "www.telegram.me"}

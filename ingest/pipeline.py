@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import IngestError
 from ingest.encoding import check_not_double_encoded, utf16_to_utf8
 from ingest.options import ReadOptions
 from ingest.registry import RawSource, detect
-from rag.errors import IngestError
 from rag.store.db import IngestSummary, Store
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from core.errors import IngestError
 from ingest.options import ReadOptions
-from rag.errors import IngestError
 from rag.store.records import SourceBatch
 
 

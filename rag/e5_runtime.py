@@ -27,7 +27,7 @@ import threading
 
 import numpy as np
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 
 class EngineRuntime:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 QK = 32  # values per Q4_0 block
 META = "\u2581"  # SentencePiece's metaspace

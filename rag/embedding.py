@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

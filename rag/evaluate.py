@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from rag.errors import AppError, RetrievalError
+from core.errors import AppError, RetrievalError
 from rag.store.models import Paper, Post
 from rag.text import detect_language
 from rag.types import Answer, Hit

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
+from core.errors import RetrievalError
 from rag.chunking import sync_chunks
 from rag.embedding import Embedder, EmbeddingCache, ModelSpec, embed_with_cache
-from rag.errors import RetrievalError
 from rag.indexes import ANN_THRESHOLD, DenseIndex, LexicalIndex
 from rag.store import Store
 from rag.store.models import Chunk, Paper, Post

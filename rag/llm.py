@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from rag.errors import LLMError
+from core.errors import LLMError
 from rag.redact import redact
 
 

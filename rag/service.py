@@ -17,10 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.errors import LLMError, RetrievalError
 from rag import answer as compose
 from rag import calibration
 from rag.embedding import DEFAULT_MODEL, Embedder, ModelSpec, embed_with_cache
-from rag.errors import LLMError, RetrievalError
 from rag.lifecycle import Generation, IndexManager, SyncReport
 from rag.llm import LLMClient, LLMConfig
 from rag.memory import ChatMemory, heuristic_rewrite, looks_like_follow_up, rewrite_messages

@@ -17,7 +17,7 @@ from importlib import resources
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
 
-from rag.errors import RetrievalError
+from core.errors import RetrievalError
 
 TOKENIZER_VERSION = 3  # 3: chunks after the first are indexed with their post's first line
 # A query longer than this is cut: BM25 and the embedding model gain nothing from more text

@@ -12,7 +12,7 @@ import typer
 
 from bot.cli.app import DataDir, app, err_console, settings_for
 from bot.cli.output import safe
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 
 @app.command("bot")

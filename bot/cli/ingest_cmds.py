@@ -20,9 +20,9 @@ from bot.cli.app import (
 from bot.cli.locking import writes_corpus
 from bot.cli.output import safe
 from bot.services import open_corpus
+from core.errors import IngestError
 from ingest.options import ReadOptions
 from ingest.pipeline import expand, ingest_locations, reingest_all
-from rag.errors import IngestError
 
 
 @app.command()

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, print_json, settings_for
-from rag.errors import AppError
+from core.errors import AppError
 
 llm_app = typer.Typer(help="Local LLM models for `serve-llm`: download or import.", no_args_is_help=True)
 app.add_typer(llm_app, name="llm")

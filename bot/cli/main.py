@@ -28,7 +28,7 @@ COMMAND_MODULES = [
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from rag.errors import AppError
+    from core.errors import AppError
 
     types: list[type[BaseException]] = [AppError]
     try:

@@ -15,7 +15,7 @@ import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, print_json, progress_bar, settings_for
 from bot.services import open_corpus
-from rag.errors import ConfigError
+from core.errors import ConfigError
 
 
 @app.command()

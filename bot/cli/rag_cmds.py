@@ -18,7 +18,7 @@ from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json
 from bot.cli.locking import writes_corpus
 from bot.cli.output import plain, safe
 from bot.services import build_rag, open_corpus
-from rag.errors import AppError, ConfigError
+from core.errors import AppError, ConfigError
 from rag.types import Answer, Hit
 
 Channel = Annotated[str | None, typer.Option("--channel", help="Only posts of this channel (username)")]

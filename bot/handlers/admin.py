@@ -21,7 +21,7 @@ from bot.formatting import escape
 from bot.handlers.common import is_admin, lang
 from bot.settings import Settings
 from bot.texts import t
-from rag.errors import IngestError
+from core.errors import IngestError
 
 router = Router(name="admin")
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the public Bot API's getFile limit

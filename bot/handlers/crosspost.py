@@ -21,7 +21,7 @@ from bot.formatting import escape, split_html, utf16_len
 from bot.handlers.common import lang
 from bot.texts import t
 from bot.ui import STALE, ConvertCb, Owner, UiState, XpostCb, owner_of
-from rag.errors import CrosspostError
+from core.errors import CrosspostError
 
 router = Router(name="crosspost")
 NETWORK_NAMES = {

@@ -10,7 +10,7 @@ from aiogram.types import ErrorEvent
 
 from bot.formatting import escape
 from bot.texts import lang_of, t
-from rag.errors import AppError
+from core.errors import AppError
 from rag.redact import redact
 
 router = Router(name="errors")

@@ -11,9 +11,9 @@ import importlib
 import pkgutil
 from typing import Protocol
 
+from core.errors import CrosspostError
 from crosspost.model import Doc
 from crosspost.rules import Rules
-from rag.errors import CrosspostError
 
 
 class Target(Protocol):

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.errors import CrosspostError
 from crosspost.counters import byte_prefix, fit_measure, make_counter, prefix_lengths, utf8_length
 from crosspost.model import Doc
 from crosspost.render import PlainStyle, Rendered, render_plain
 from crosspost.rules import Rules
 from crosspost.split import Piece, split_text
-from rag.errors import CrosspostError
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from core.errors import CrosspostError
 from crosspost.counters import make_counter
 from crosspost.model import Doc
 from crosspost.render import render_markdown
 from crosspost.rules import Rules
 from crosspost.targets import register
 from crosspost.targets.base import Part
-from rag.errors import CrosspostError
 
 
 @register

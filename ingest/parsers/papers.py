@@ -18,9 +18,9 @@ import logging
 import re
 from itertools import pairwise
 
+from core.errors import IngestError
 from ingest.clean import DATE_TIME, clean_text, is_reactions
 from ingest.registry import RawSource, register
-from rag.errors import IngestError
 from rag.store.records import PaperRecord, SourceBatch
 
 ARXIV_ID = re.compile(r"(?:\barXiv[:\s]\s*|arxiv\.org/(?:abs|pdf)/)(\d{4}\.\d{4,5})(?:v\d+)?", re.I)

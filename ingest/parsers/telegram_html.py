@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
+from core.errors import IngestError
 from ingest.clean import finish_batch
 from ingest.html_text import Element, by_class, child, class_list, message_text, own_text, parse_html, squeeze
 from ingest.options import local_to_aware, no_zone_note
 from ingest.registry import RawSource, register
-from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
 
 DATE_TITLE = re.compile(r"(\d{2})\.(\d{2})\.(\d{4}) (\d{2}):(\d{2}):(\d{2})(?: UTC([+-])(\d{2}):?(\d{2}))?")

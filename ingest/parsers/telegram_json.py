@@ -18,10 +18,10 @@ from collections import Counter
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from core.errors import IngestError
 from ingest.clean import finish_batch, utf16_len
 from ingest.options import local_to_aware, no_zone_note
 from ingest.registry import RawSource, register
-from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
 
 # Export entity type -> Bot API entity type.

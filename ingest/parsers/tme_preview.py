@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core.errors import IngestError
 from ingest.clean import finish_batch
 from ingest.html_text import Element, by_class, class_list, message_text, own_text, parse_html, squeeze
 from ingest.registry import RawSource, register
-from rag.errors import IngestError
 from rag.store.records import PostRecord, SourceBatch
 
 DATA_POST = re.compile(r"^([A-Za-z0-9_]{3,64})/(\d+)$")

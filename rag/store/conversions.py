@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from rag.errors import StoreError
+from core.errors import StoreError
 from rag.store.db import PostView, Store, post_view
 from rag.store.models import Conversion, Post, utcnow
 

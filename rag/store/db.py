@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from rag.errors import StoreError
+from core.errors import StoreError
 from rag.store.models import Channel, Chunk, Paper, Post, Source, utcnow
 
 

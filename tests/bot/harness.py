@@ -19,7 +19,7 @@ from bot.app import create_bot, create_dispatcher
 from bot.corpus_ops import CorpusOps
 from bot.services import Services
 from bot.settings import Settings
-from rag.errors import CrosspostError
+from core.errors import CrosspostError
 from tests.bot.emulator import Emulator
 
 ADMIN = 777

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
-from rag.errors import RetrievalError
+from core.errors import RetrievalError
 from tests.bot.harness import ADMIN, FakeRag, check_html, fake_services, running_bot
 
 

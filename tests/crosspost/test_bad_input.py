@@ -8,11 +8,11 @@ import re
 
 import pytest
 
+from core.errors import CrosspostError
 from crosspost.model import SourcePost
 from crosspost.rules import load_rules
 from crosspost.service import DEFAULT_TARGETS, convert
 from crosspost.targets import resolve
-from rag.errors import CrosspostError
 from rag.store.conversions import list_conversions
 from tests.crosspost.conftest import check_parts
 

@@ -316,7 +316,7 @@ def test_readme_extra_instance_inherits_the_base_rules(tmp_path):
 
 
 def test_readme_extra_instance_with_unknown_base(tmp_path):
-    from rag.errors import CrosspostError
+    from core.errors import CrosspostError
 
     path = tmp_path / "rules.toml"
     path.write_text('[fosstodon]\nbase = "mastadon"\n', encoding="utf-8")

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from core.errors import CrosspostError, LLMError
 from crosspost.rules import load_rules
 from crosspost.service import DEFAULT_TARGETS, convert
 from crosspost.targets import resolve
-from rag.errors import CrosspostError, LLMError
 from rag.store.conversions import list_conversions
 from tests.crosspost.conftest import fake_translate, find_post
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+from core.errors import IngestError
 from ingest.clean import clean_text, utf16_len
 from ingest.registry import RawSource
-from rag.errors import IngestError
 from rag.store.records import SourceBatch
 
 

@@ -96,7 +96,7 @@ def test_channel_names_one_chat_only(store, tmp_path):
 
 @pytest.mark.parametrize("value", ["Mars/Olympus", "+25:00", "tomorrow"])
 def test_bad_tz_is_refused_in_one_line(value):
-    from rag.errors import IngestError
+    from core.errors import IngestError
 
     with pytest.raises(IngestError, match="--tz"):
         ReadOptions(tz=value)

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from core.errors import IngestError
 from ingest.arxiv import complete_paper_stubs, fetch_arxiv, fetch_papers_into, parse_atom
 from ingest.pipeline import ingest_locations
-from rag.errors import IngestError
 from rag.store.models import Paper, Post, PostPaper
 from rag.store.papers import arxiv_stub_ids
 from tests.ingest.exports import message, write_export

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from core.errors import IngestError
 from ingest.live import channel_page_url, fetch_channel
 from ingest.pipeline import ingest_locations
-from rag.errors import IngestError
 from rag.store.models import Post
 from tests.ingest.tme_pages import page, post, serve
 

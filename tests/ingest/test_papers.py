@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from core.errors import IngestError
 from ingest.parsers.papers import PdfPaper, TextPaper, split_authors
 from ingest.pipeline import ingest_locations
 from ingest.registry import RawSource, detect
-from rag.errors import IngestError
 from rag.store.models import Paper, PostPaper
 from tests.ingest.exports import message, write_export
 from tests.ingest.fuzz import check_parser, mutations

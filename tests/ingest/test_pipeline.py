@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from bot.cli.app import app
 from bot.cli.main import COMMAND_MODULES, main
+from core.errors import IngestError
 from ingest.pipeline import ingest_locations, reingest_all
 from ingest.registry import RawSource, parser_by_name
-from rag.errors import IngestError
 from rag.store.models import Post
 from tests.conftest import SAMPLE_CORPUS
 from tests.ingest.exports import message, write_export

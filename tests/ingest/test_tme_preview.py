@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from core.errors import IngestError
 from ingest.clean import clean_text
 from ingest.parsers.tme_preview import TmePreviewPage, parse_count
 from ingest.pipeline import ingest_locations
 from ingest.registry import RawSource, detect
-from rag.errors import IngestError
 from rag.store.models import Channel, Paper, Post, PostPaper
 from tests.ingest.fuzz import check_parser, html_soup, mutations
 from tests.ingest.tme_pages import emoji, page, photo, post, reaction

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.errors import RetrievalError
+from core.errors import RetrievalError
 from rag.service import RagConfig, RagService
 from rag.text import MAX_QUERY_CHARS, clean_query
 

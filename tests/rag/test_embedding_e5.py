@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import ConfigError, RetrievalError
 from rag.embedding import BUNDLED_DEFAULT, BUNDLED_E5, DEFAULT_MODEL, Embedder, ModelSpec
-from rag.errors import ConfigError, RetrievalError
 from rag.service import RagConfig, RagService
 from tests.rag.conftest import add_posts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.errors import ConfigError, RetrievalError
+from core.errors import ConfigError, RetrievalError
 from rag.indexes import DenseIndex
 from rag.service import RagConfig, RagService
 from tests.rag.conftest import add_posts
