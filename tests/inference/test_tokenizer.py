@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from inference.sampling import TokenLogprob
-from inference.schemas import TextOffsets, completion_logprobs
+from inference.server.protocol import TextOffsets, completion_logprobs
 from inference.tokenizer import ChatTokenizer, TokenizerError
 from tests.inference._llm_helpers import train_tokenizer
 

@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from inference.api_errors import APIError
 from inference.engine import (
     ContextLengthError,
     EmptyPromptError,
@@ -31,7 +30,8 @@ from inference.engine import (
     TokenLogprob,
 )
 from inference.engine import Request as EngineRequest
-from inference.schemas import ErrorBody, PromptTokensDetails, Usage
+from inference.server.api_errors import APIError
+from inference.server.protocol import ErrorBody, PromptTokensDetails, Usage
 
 POLL_S = 0.25  # how often a waiting request checks whether its client went away
 

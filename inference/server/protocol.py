@@ -356,7 +356,3 @@ def completion_logprobs(
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
-
-
-def dump(model: BaseModel, **kw: Any) -> str:
-    return model.model_dump_json(**kw)

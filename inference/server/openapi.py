@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from inference.schemas import ChatCompletion, ChatCompletionChunk, Completion, ErrorResponse
+from inference.server.protocol import ChatCompletion, ChatCompletionChunk, Completion, ErrorResponse
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
 ERRORS = {

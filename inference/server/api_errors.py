@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from inference.schemas import ErrorBody, ErrorResponse
+from inference.server.protocol import ErrorBody, ErrorResponse
 
 
 class APIError(Exception):
