@@ -8,8 +8,8 @@ import itertools
 
 from rag.llm import LLMClient, LLMConfig
 from tests.bot.corpus import CHANNEL
-from tests.bot.fake_llm import FakeLLM
 from tests.bot.harness import check_html, running_bot
+from tests.fakes.openai_endpoint import FakeOpenAI
 
 SENTENCE = "SageAttention квантует Q и K в INT8 и оставляет PV в FP16 [1]. "
 
@@ -17,8 +17,7 @@ SENTENCE = "SageAttention квантует Q и K в INT8 и оставляет 
 @contextlib.asynccontextmanager
 async def model_answering(real, answer: str, **kwargs):
     """Point the session's RagService at a scripted endpoint for one test."""
-    llm = FakeLLM(answer, **kwargs)
-    await llm.start()
+    llm = FakeOpenAI(lambda _user, _call: answer, **{"chunk": 24, "delay_s": 0.02, **kwargs})
     saved = real.rag.llm
     real.rag.llm = LLMClient(LLMConfig(llm.base_url, model="scripted", timeout_s=10))
     try:
@@ -26,7 +25,7 @@ async def model_answering(real, answer: str, **kwargs):
     finally:
         await real.rag.llm.aclose()
         real.rag.llm = saved
-        await llm.stop()
+        llm.close()
 
 
 def finals(emu, chat_id):

@@ -1,15 +1,12 @@
-"""Cross-post test helpers: the sample corpus in a store, a scripted OpenAI-compatible endpoint,
+"""Cross-post test helpers: the sample corpus in a store, the shared scripted OpenAI endpoint,
 and the checks every conversion must pass (limits by each network's own counter, nothing broken,
 parts concatenate back to the rendered post)."""
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import warnings
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grapheme
 import pytest
@@ -23,6 +20,7 @@ from crosspost.model import SourcePost
 from crosspost.parse import doc_from_source
 from crosspost.tokens import find_tokens
 from rag.samples import SAMPLE_CORPUS
+from tests.fakes.openai_endpoint import FakeOpenAI
 
 INDEPENDENT_COUNTERS: dict[str, Callable[[str], int]] = {
     # X and Bluesky are measured with the libraries directly, not through crosspost's wrappers.
@@ -108,61 +106,14 @@ def check_parts(name: str, target, rules, post: SourcePost, parts) -> None:
         assert any(a <= start and end <= b for a, b in ranges), (name, "cut token", text[start:end])
 
 
-class FakeLLM:
-    """A scripted OpenAI-compatible endpoint on 127.0.0.1: `script(user_content, call_number) -> reply`."""
-
-    def __init__(self, script: Callable[[str, int], str]):
-        self.script = script
-        self.requests: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append(body)
-                user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-                reply = fake.script(user, len(fake.requests))
-                data = json.dumps(
-                    {
-                        "id": "x",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": reply},
-                            }
-                        ],
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+class FakeLLM(FakeOpenAI):
+    """The shared scripted endpoint, with the crosspost client's config pointing at it."""
 
     @property
     def config(self):
         from crosspost.llm import LLMConfig
 
-        return LLMConfig(
-            base_url=f"http://127.0.0.1:{self.server.server_port}/v1", model="fake", timeout_s=10
-        )
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        return LLMConfig(base_url=self.base_url, model="fake", timeout_s=10)
 
 
 def fake_translate(user: str, _call: int) -> str:

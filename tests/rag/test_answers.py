@@ -9,8 +9,8 @@ import pytest
 
 from rag.service import RagConfig, RagService
 from rag.types import Answer
+from tests.fakes.openai_endpoint import FakeOpenAI
 from tests.rag.conftest import add_posts
-from tests.rag.fake_llm import FakeLLM
 
 SAGE = "https://t.me/awesome_dl/50"
 INJECTION = (
@@ -21,7 +21,7 @@ INJECTION = (
 
 @pytest.fixture
 def llm():
-    with FakeLLM() as fake:
+    with FakeOpenAI() as fake:
         yield fake
 
 

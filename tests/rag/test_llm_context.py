@@ -14,7 +14,7 @@ from rag.llm import context_from_models
 from rag.sentences import SentenceScorer
 from rag.service import RagConfig, RagService
 from rag.types import Hit
-from tests.rag.fake_llm import FakeLLM
+from tests.fakes.openai_endpoint import FakeOpenAI
 
 FILLER = "Это предложение ничего не говорит о вопросе и нужно только для длины поста. "
 ANSWER = "SageAttention быстрее FlashAttention2 примерно в 2.1 раза на RTX4090."
@@ -69,7 +69,7 @@ def test_a_tiny_context_drops_the_weakest_sources_and_old_turns_first():
 
 
 def test_the_service_reads_the_context_from_the_endpoint_and_fits_the_prompt(service):
-    with FakeLLM() as llm:
+    with FakeOpenAI() as llm:
         llm.models = [{"id": "default", "object": "model", "max_model_len": 900}]
         llm.replies = [{"text": "SageAttention быстрее FlashAttention2 в 2.1 раза [1]."}]
         rag = RagService.open(
