@@ -20,6 +20,7 @@ from safetensors import safe_open
 from torch import nn
 
 from inference.errors import CheckpointError, InferenceError
+from inference.gptq.format import QuantizedLinear
 from inference.model import ModelConfig, Transformer, rope_frequencies, torch_attention
 
 log = logging.getLogger(__name__)
@@ -203,12 +204,18 @@ def load_model(
     folder = model_dir if isinstance(model_dir, ModelFolder) else inspect_folder(model_dir)
     dtype = dtype or (torch.float16 if device.startswith("cuda") else torch.float32)
     attn_fn, attn_name = pick_attention(device, attention)
-    tensors = _read_tensors(folder, device, dtype)
     cfg = folder.config
     with torch.device("meta"):
         model = Transformer(cfg, attn_fn)
     if folder.quant:
-        _swap_quant_linears(model, tensors, folder)
+        # the one GPTQ reader (inference.gptq.format), the same code the format tests check
+        from inference.gptq.format import read_checkpoint
+
+        ckpt = read_checkpoint(folder.path)
+        tensors = {name: _run_tensor(name, t, device, dtype) for name, t in ckpt.tensors.items()}
+        _swap_quant_linears(model, tensors, ckpt.layers, folder, device)
+    else:
+        tensors = _read_tensors(folder, device, dtype)
     if cfg.tie_word_embeddings or "lm_head.weight" not in tensors:
         tensors.setdefault("lm_head.weight", tensors.get("model.embed_tokens.weight"))
     expected = set(model.state_dict().keys())
@@ -232,42 +239,56 @@ def load_model(
     return model, folder, attn_name
 
 
+def _run_tensor(name: str, t: torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:
+    # GPTQ packs ints and keeps fp16 scales; only dense float weights take the run dtype
+    if t.is_floating_point() and not name.endswith(".scales"):
+        t = t.to(dtype)
+    return t.to(device)
+
+
 def _read_tensors(folder: ModelFolder, device: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for file in folder.weight_files:
         with safe_open(str(file), framework="pt", device="cpu") as fh:
             for name in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
-                t = fh.get_tensor(name)
-                # GPTQ packs ints and keeps fp16 scales; only dense float weights take the run dtype
-                if t.is_floating_point() and not name.endswith(".scales"):
-                    t = t.to(dtype)
-                out[name] = t.to(device)
+                out[name] = _run_tensor(name, fh.get_tensor(name), device, dtype)
     return out
 
 
-def _swap_quant_linears(model: Transformer, tensors: dict[str, torch.Tensor], folder: ModelFolder) -> None:
+def _swap_quant_linears(
+    model: Transformer,
+    tensors: dict[str, torch.Tensor],
+    layers: dict[str, QuantizedLinear],
+    folder: ModelFolder,
+    device: str,
+) -> None:
+    """Replace each decoder linear by a `QuantLinear` over its checkpoint layer; its buffers join `tensors`."""
     from inference.quant_linear import QuantLinear
 
+    left = dict(layers)
     for i, layer in enumerate(model.model.layers):
         for parent_name, parent in (("self_attn", layer.self_attn), ("mlp", layer.mlp)):
             for lin in LINEAR_NAMES:
                 if not hasattr(parent, lin):
                     continue
                 prefix = f"model.layers.{i}.{parent_name}.{lin}"
-                if f"{prefix}.qweight" not in tensors:
+                stored = left.pop(prefix, None)
+                if stored is None:
                     if f"{prefix}.weight" in tensors:  # some tools leave sensitive layers unquantized
                         continue
                     raise CheckpointError(f"{folder.path}: GPTQ checkpoint lacks tensor {prefix}.qweight")
                 dense: nn.Linear = getattr(parent, lin)
-                quant = QuantLinear.from_checkpoint_tensors(
-                    {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")},
-                    in_features=dense.in_features,
-                    out_features=dense.out_features,
-                    quant_config=folder.quant,
-                    name=prefix,
-                )
-                for k in [k for k in tensors if k.startswith(prefix + ".")]:
-                    del tensors[k]
+                if (stored.in_features, stored.out_features) != (dense.in_features, dense.out_features):
+                    raise CheckpointError(
+                        f"{prefix}: tensors describe a {stored.in_features}->{stored.out_features} layer, "
+                        f"the model expects {dense.in_features}->{dense.out_features}"
+                    )
+                quant = QuantLinear(stored.to(device), name=prefix)
                 setattr(parent, lin, quant)
                 for pname, tensor in quant.state_dict().items():
                     tensors[f"{prefix}.{pname}"] = tensor
+    if left:
+        raise CheckpointError(
+            f"{folder.path}: quantized layers the {folder.config.family} model does not have: "
+            f"{', '.join(sorted(left)[:3])}"
+        )

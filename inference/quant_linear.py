@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.errors import CheckpointError, InferenceError
-from inference.gptq.format import QuantConfig, QuantizedLinear, detect_zero_format
+from inference.errors import InferenceError
+from inference.gptq.format import QuantConfig, QuantizedLinear, read_layer
 from inference.kernels.int4_matmul import KERNEL_BITS, dequantize_weight, int4_matmul
 
 BACKENDS = ("auto", "triton", "torch")
@@ -74,30 +74,10 @@ class QuantLinear(nn.Module):
         name: str = "layer",
         backend: str = "auto",
     ) -> QuantLinear:
-        """From `{qweight, qzeros, scales[, g_idx][, bias]}` of one layer and the quantization config."""
+        """From `{qweight, qzeros, scales[, g_idx][, bias]}` of one layer and the quantization config,
+        read by `inference.gptq.format.read_layer` (the checkpoint reader the loader uses too)."""
         qc = quant_config if isinstance(quant_config, QuantConfig) else QuantConfig.from_json(quant_config)
-        for key in ("qweight", "qzeros", "scales"):
-            if key not in tensors:
-                raise CheckpointError(f"{name}.{key} is missing")
-        g_idx = tensors.get("g_idx")
-        if g_idx is None:
-            gs = in_features if qc.group_size == -1 else qc.group_size
-            g_idx = (torch.arange(in_features, device=tensors["qweight"].device) // gs).to(torch.int32)
-        layer = QuantizedLinear(
-            qweight=tensors["qweight"],
-            qzeros=tensors["qzeros"],
-            scales=tensors["scales"],
-            g_idx=g_idx.to(torch.int32),
-            bits=qc.bits,
-            zero_format=qc.zero_format,
-            bias=tensors.get("bias"),
-        ).validate(name)
-        if (layer.in_features, layer.out_features) != (in_features, out_features):
-            raise CheckpointError(
-                f"{name}: tensors describe a {layer.in_features}->{layer.out_features} layer, "
-                f"the model expects {in_features}->{out_features}"
-            )
-        layer.zero_format = detect_zero_format(layer, qc, name)
+        layer = read_layer(tensors, qc, name, in_features=in_features, out_features=out_features)
         return cls(layer, backend=backend, name=name)
 
     def to_quantized(self) -> QuantizedLinear:

@@ -219,6 +219,12 @@ class QuantizedLinear:
             raise CheckpointError(f"{name}: zero_format {self.zero_format!r}, expected 'v1' or 'v2'")
         return self
 
+    def to(self, device: torch.device | str) -> QuantizedLinear:
+        """The same layer with its tensors on `device`."""
+        move = {k: getattr(self, k).to(device) for k in ("qweight", "qzeros", "scales", "g_idx")}
+        bias = None if self.bias is None else self.bias.to(device)
+        return QuantizedLinear(**move, bits=self.bits, zero_format=self.zero_format, bias=bias)
+
     def int_weight(self) -> torch.Tensor:
         """Quantized values q[k, n] as int32 (K, N)."""
         return unpack(self.qweight, self.bits, dim=0)
@@ -397,6 +403,54 @@ def read_quant_config(folder: Path) -> tuple[dict[str, Any], QuantConfig]:
     )
 
 
+def read_layer(
+    parts: Mapping[str, torch.Tensor],
+    quant: QuantConfig,
+    name: str,
+    *,
+    in_features: int | None = None,
+    out_features: int | None = None,
+) -> QuantizedLinear:
+    """One layer from its stored tensors `{qweight, qzeros, scales[, g_idx][, bias]}`, validated.
+
+    The one reader of a GPTQ layer: `read_checkpoint` and the model loader both come through here,
+    so what the tests check is what the server runs (3-bit included). `in_features`/`out_features`,
+    when given, are the sizes the model expects.
+    """
+    for suffix in ("qweight", "qzeros", "scales"):
+        if suffix not in parts:
+            raise CheckpointError(f"{name}.{suffix} is missing")
+    qweight = parts["qweight"]
+    k = in_features if in_features is not None else qweight.shape[0] * 32 // quant.bits
+    gs = k if quant.group_size == -1 else quant.group_size
+    g_idx = parts.get("g_idx")
+    if g_idx is None:  # old checkpoints omit g_idx when act-order is off
+        g_idx = (torch.arange(k, device=qweight.device) // gs).to(torch.int32)
+    layer = QuantizedLinear(
+        qweight=qweight,
+        qzeros=parts["qzeros"],
+        scales=parts["scales"],
+        g_idx=g_idx.to(torch.int32),
+        bits=quant.bits,
+        zero_format=quant.zero_format,
+        bias=parts.get("bias"),
+    ).validate(name)
+    expect = (k, out_features if out_features is not None else layer.out_features)
+    if (layer.in_features, layer.out_features) != expect:
+        raise CheckpointError(
+            f"{name}: tensors describe a {layer.in_features}->{layer.out_features} layer, "
+            f"the model expects {expect[0]}->{expect[1]}"
+        )
+    expected_groups = -(-k // gs)
+    if layer.num_groups != expected_groups:
+        raise CheckpointError(
+            f"{name}.scales: {layer.num_groups} groups, expected {expected_groups} "
+            f"for K={k} and group_size={quant.group_size}"
+        )
+    layer.zero_format = detect_zero_format(layer, quant, name)
+    return layer
+
+
 def read_checkpoint(folder: Path) -> GPTQCheckpoint:
     """Read a GPTQ checkpoint folder into per-layer tensors, validating every layer."""
     folder = Path(folder)
@@ -407,32 +461,12 @@ def read_checkpoint(folder: Path) -> GPTQCheckpoint:
     prefixes = sorted({n.rsplit(".", 1)[0] for n in tensors if n.rsplit(".", 1)[-1] in QUANT_SUFFIXES})
     layers: dict[str, QuantizedLinear] = {}
     for prefix in prefixes:
-        parts = {}
-        for suffix in ("qweight", "qzeros", "scales"):
-            key = f"{prefix}.{suffix}"
-            if key not in tensors:
-                raise CheckpointError(f"{folder}: tensor {key} is missing")
-            parts[suffix] = tensors.pop(key)
-        g_idx = tensors.pop(f"{prefix}.g_idx", None)
-        k = parts["qweight"].shape[0] * 32 // quant.bits
-        if g_idx is None:  # old checkpoints omit g_idx when act-order is off
-            gs = k if quant.group_size == -1 else quant.group_size
-            g_idx = (torch.arange(k) // gs).to(torch.int32)
-        layer = QuantizedLinear(
-            **parts,
-            g_idx=g_idx.to(torch.int32),
-            bits=quant.bits,
-            zero_format=quant.zero_format,
-            bias=tensors.pop(f"{prefix}.bias", None),
-        ).validate(prefix)
-        expected_groups = 1 if quant.group_size == -1 else -(-k // quant.group_size)
-        if layer.num_groups != expected_groups:
-            raise CheckpointError(
-                f"{prefix}.scales: {layer.num_groups} groups, expected {expected_groups} "
-                f"for K={k} and group_size={quant.group_size}"
-            )
-        layer.zero_format = detect_zero_format(layer, quant, prefix)
-        layers[prefix] = layer
+        parts = {
+            suffix: tensors.pop(f"{prefix}.{suffix}")
+            for suffix in (*QUANT_SUFFIXES, "bias")
+            if f"{prefix}.{suffix}" in tensors
+        }
+        layers[prefix] = read_layer(parts, quant, prefix)
     if not layers:
         raise CheckpointError(f"{folder}: no quantized layers (no *.qweight tensors)")
     return GPTQCheckpoint(folder, config, quant, layers, tensors)

@@ -51,6 +51,46 @@ def test_gptq_loaded_model_matches_dequantized_reference(tmp_path, family, bits)
     assert diff < 2e-4, diff
 
 
+def test_loader_reads_through_the_checkpoint_reader_and_names_foreign_layers(tmp_path):
+    """The loader uses `read_checkpoint` (one reader): its validation reaches `serve-llm`, and a
+    quantized layer the model has no place for is refused instead of being silently dropped."""
+    from safetensors.torch import load_file, save_file
+
+    from inference.errors import CheckpointError
+    from inference.gptq.quantize import QuantOptions, quantize_folder
+
+    fast = train_tokenizer(tmp_path / "fp")
+    save_hf(tiny_hf_model("llama", vocab_size=len(fast)), tmp_path / "fp")
+    quantize_folder(
+        tmp_path / "fp",
+        tmp_path / "q",
+        CORPUS * 8,
+        QuantOptions(bits=3, group_size=32),
+        calib_samples=4,
+        seq_len=32,
+    )
+    path = tmp_path / "q" / "model.safetensors"
+    good = load_file(str(path))
+    prefix = "model.layers.0.mlp.up_proj"
+    moved = {
+        k.replace(prefix, "model.layers.9.mlp.up_proj") if k.startswith(prefix) else k: v
+        for k, v in good.items()
+    }
+    moved[f"{prefix}.weight"] = torch.zeros(1)  # keep the slot "dense" so only the stray layer is wrong
+    save_file(moved, str(path))
+    with pytest.raises(
+        CheckpointError, match=r"quantized layers the llama model does not have: model\.layers\.9"
+    ):
+        load_model(tmp_path / "q")
+    bad = dict(good)
+    for suffix in ("scales", "qzeros"):  # one group where the config's group size implies two
+        bad[f"{prefix}.{suffix}"] = bad[f"{prefix}.{suffix}"][:1].contiguous()
+    bad[f"{prefix}.g_idx"] = torch.zeros_like(bad[f"{prefix}.g_idx"])
+    save_file(bad, str(path))
+    with pytest.raises(CheckpointError, match=rf"{prefix}\.scales: 1 groups, expected"):
+        load_model(tmp_path / "q")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gptq_model_on_cuda_uses_the_triton_kernels_and_agrees_with_cpu(tmp_path):
