@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.tme import chat_key
+
 log = logging.getLogger(__name__)
-CHAT_KEY_PREFIX = "_chat:"  # store key of a channel without a username (rag.store.upsert keeps it)
 FILE_NAME = "live_channels.json"
 
 
@@ -115,4 +116,4 @@ class LiveChannels:
     def _new_key(self, chat_id: int, username: str | None) -> str:
         if username and not self._key_taken(username):
             return username
-        return f"{CHAT_KEY_PREFIX}{chat_id}"
+        return chat_key(chat_id)

@@ -14,15 +14,13 @@ import re
 from typing import Any
 
 from bot.texts import t
-from ingest.clean import utf16_len
+from core.text import CITATION, citation_numbers, utf16_len
+from core.tme import find_post_link
 
 TELEGRAM_LIMIT = 4096
-# A citation marker in model text: [1], [2, 3], [1][2].
-CITATION = re.compile(r"\[(\d{1,2}(?:\s*,\s*\d{1,2})*)\]")
 _TOKEN = re.compile(r"(<[^>]*>)|(&#?\w+;)|([^<&]+)|([<&])")
 _PIECE = re.compile(r"[^\s]*\s*|\s+")
 _SENTENCE_END = re.compile(r"[.!?…][)\]»\"']*\s+$")
-_POST_ID = re.compile(r"t\.me/(?:s/)?[A-Za-z0-9_]+/(\d+)")
 _TAG_NAME = re.compile(r"</?\s*([a-zA-Z][\w-]*)")
 
 
@@ -54,15 +52,15 @@ def source_label(citation: Any) -> str:
     date_text = str(date)[:10] if date else ""
     if title:
         label = str(title)
-    elif channel and url and (post := _POST_ID.search(url)):
-        label = f"@{channel}/{post.group(1)}"
+    elif channel and url and (post := find_post_link(url)):
+        label = f"@{channel}/{post.message_id}"
     elif channel:
         label = f"@{channel}"
     else:
         label = url or "?"
     label = f"{label} · {date_text}" if date_text else label
     lead = _get(citation, "lead")
-    if lead and not title and not (url and _POST_ID.search(url)):
+    if lead and not title and not (url and find_post_link(url)):
         label = f"{label} · «{lead}»"
     return label
 
@@ -74,7 +72,7 @@ def render_answer(answer: Any, lang: str) -> str:
     body = escape(str(_get(answer, "answer", "") or "").strip())
 
     def _link_markers(match: re.Match[str]) -> str:
-        numbers = [int(n) for n in re.split(r"\s*,\s*", match.group(1))]
+        numbers = citation_numbers(match.group(1))
         return "".join(link(urls.get(n), f"[{n}]") if urls.get(n) else f"[{n}]" for n in numbers)
 
     body = CITATION.sub(_link_markers, body)

@@ -8,6 +8,7 @@ from typing import Any
 from bot.corpus_ops import CorpusOps
 from bot.settings import Settings
 from core.errors import CrosspostError
+from core.tme import parse_post_link
 from rag.store import Store, open_store
 
 
@@ -86,13 +87,13 @@ class CrosspostService:
         """`fresh=True` translates again instead of reusing the stored translation."""
         from crosspost.model import SourcePost
         from crosspost.service import convert
-        from crosspost.sources import load_stored, parse_permalink
+        from crosspost.sources import load_stored
 
         if isinstance(source, str):
-            ref = parse_permalink(source)
+            ref = parse_post_link(source, short=True)
             if ref is None:
                 raise CrosspostError(f"{source!r} is not a post link (expected https://t.me/<channel>/<id>)")
-            post = load_stored(*ref, store=self.store)
+            post = load_stored(ref, store=self.store)
         else:
             post = SourcePost(
                 text=str(source.get("text") or ""),

@@ -1,7 +1,7 @@
 """Length counters, one per network family, named in the rules table (`counter = "..."`).
 
 - `twitter`: X's weighted length via `twitter-text-parser` (URLs count `url_length`, CJK and emoji 2).
-- `graphemes`: user-perceived characters (Bluesky's 300), via the `grapheme` package.
+- `graphemes`: user-perceived characters (Bluesky's 300), `core.text.grapheme_length`.
 - `mastodon`: graphemes after Mastodon's own substitutions (`crosspost.mastodon_count`): URLs
   with a scheme count `url_length` (23) unless longer than 4,096, `@user@domain` counts as `@user`
   unless the domain is longer than 253 (app/validators/status_length_validator.rb).
@@ -20,8 +20,6 @@ import warnings
 from collections.abc import Callable
 from functools import lru_cache
 
-import grapheme
-
 with warnings.catch_warnings():  # twitter-text still imports pkg_resources (setuptools<81 pinned)
     warnings.simplefilter("ignore")
     from twitter_text import parse_tweet
@@ -29,9 +27,9 @@ with warnings.catch_warnings():  # twitter-text still imports pkg_resources (set
     from twitter_text.extract_emojis import extract_emojis_with_indices
     from twitter_text.get_character_weight import get_character_weight
 
+from core.text import grapheme_length, utf16_len
 from crosspost import mastodon_count
 from crosspost.tokens import find_urls, grapheme_starts
-from ingest.clean import utf16_len
 
 Counter = Callable[[str], int]
 
@@ -47,21 +45,15 @@ def twitter_length(text: str, url_length: int = 23) -> int:
     return parse_tweet(text, _twitter_options(url_length)).weightedLength
 
 
-def grapheme_length(text: str) -> int:
-    return grapheme.length(text)
-
-
 def mastodon_length(text: str, url_length: int = 23) -> int:
-    return grapheme.length(mastodon_count.countable_text(text, url_length))
+    return grapheme_length(mastodon_count.countable_text(text, url_length))
 
 
 def utf8_length(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def utf16_length(text: str) -> int:
-    """Telegram's and Threads'/LinkedIn's (assumed) unit: UTF-16 code units."""
-    return utf16_len(text)
+utf16_length = utf16_len  # Telegram's and Threads'/LinkedIn's (assumed) unit: UTF-16 code units
 
 
 COUNTERS: dict[str, Callable[..., int]] = {

@@ -6,26 +6,16 @@ a text or Markdown file, or stdin (`-`).
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from core.errors import CrosspostError
+from core.tme import PostRef, parse_post_link
 from crosspost.model import SourcePost
 
-PERMALINK = re.compile(
-    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me|tgoop\.com)/(?:s/)?(?P<channel>[A-Za-z0-9_]{3,64})/(?P<id>\d+)/?(?:\?.*)?$",
-    re.I,
-)
-SHORT_REF = re.compile(r"^@?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,63})/(?P<id>\d+)$")
 FORMATS = ("auto", "text", "markdown", "telegram-json")
 MARKDOWN_SUFFIXES = {".md", ".markdown", ".mdown"}
-
-
-def parse_permalink(source: str) -> tuple[str, int] | None:
-    match = PERMALINK.match(source.strip()) or SHORT_REF.match(source.strip())
-    return (match.group("channel"), int(match.group("id"))) if match else None
 
 
 def load_source(source: str, *, store: Any = None, fmt: str = "auto", stdin: Any = None) -> SourcePost:
@@ -38,20 +28,20 @@ def load_source(source: str, *, store: Any = None, fmt: str = "auto", stdin: Any
     path, _, fragment = source.partition("#")
     if Path(path).is_file():
         return _load_file(Path(path), fragment, fmt)
-    ref = parse_permalink(source)
+    ref = parse_post_link(source, short=True)
     if ref is not None:
-        return load_stored(*ref, store=store)
+        return load_stored(ref, store=store)
     raise CrosspostError(
         f"{source!r} is neither a file nor a post link (expected https://t.me/<channel>/<id>, "
         "<channel>/<id>, a .txt/.md/.json file, or - for stdin)"
     )
 
 
-def load_stored(channel: str, message_id: int, *, store: Any) -> SourcePost:
-    link = f"https://t.me/{channel}/{message_id}"
+def load_stored(ref: PostRef, *, store: Any) -> SourcePost:
+    link, channel = ref.url, ref.channel
     if store is None:
         raise CrosspostError(f"{link}: no corpus store to read the post from")
-    view = store.get_post(channel, message_id)
+    view = store.get_post(ref.channel, ref.message_id)
     if view is None:
         raise CrosspostError(
             f"{link} is not in the store (ingest that channel first: research-bot ingest <export or t.me/s/{channel}>)"

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-import unicodedata
 from pathlib import Path
 
 import yaml
 
 from core.errors import CrosspostError, LLMError
+from core.lang import detect_language as core_detect_language
 from crosspost.htmlio import Masked, doc_from_html, mask_doc
 from crosspost.llm import LLMConfig, chat
 from crosspost.model import Doc
@@ -94,33 +94,12 @@ def _prose(doc: Doc | str) -> str:
 
 
 def detect_language(text: Doc | str) -> str:
-    """The dominant script's language: Cyrillic ru (uk with і/ї/є/ґ), Latin en, CJK zh/ja, ...
-    counted over the prose only (a short Russian line with a URL and a model name is Russian)."""
+    """`core.lang`'s rule over the prose only (a short Russian line with a URL and a model name is
+    Russian); a post of only terms and links is judged by what there is."""
     prose = _prose(text)
-    if not any(ch.isalpha() for ch in prose):  # only terms and links: judge by what there is
+    if not any(ch.isalpha() for ch in prose):
         prose = text if isinstance(text, str) else text.plain()
-    text = prose
-    counts: dict[str, int] = {}
-    for ch in text:
-        if not ch.isalpha():
-            continue
-        name = unicodedata.name(ch, "")
-        script = name.split(" ")[0]
-        if script == "CJK":
-            script = "HAN"
-        counts[script] = counts.get(script, 0) + 1
-    if not counts:
-        return "und"
-    script = max(counts, key=counts.get)
-    if script == "CYRILLIC":
-        return "uk" if len(re.findall(r"[іїєґІЇЄҐ]", text)) > 2 else "ru"
-    if script in ("HIRAGANA", "KATAKANA") or (
-        script == "HAN" and (counts.get("HIRAGANA", 0) + counts.get("KATAKANA", 0))
-    ):
-        return "ja"
-    return {"LATIN": "en", "HAN": "zh", "HANGUL": "ko", "ARABIC": "ar", "HEBREW": "he", "GREEK": "el"}.get(
-        script, "und"
-    )
+    return core_detect_language(prose)
 
 
 def language_name(code: str) -> str:

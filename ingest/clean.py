@@ -16,6 +16,7 @@ import re
 import unicodedata
 from typing import Any
 
+from core.text import utf16_len as utf16_len  # re-exported: the parsers measure entity offsets with it
 from ingest.refs import find_paper_refs
 from rag.store.dedupe import is_near_duplicate, shingles
 from rag.store.records import PostRecord, SourceBatch
@@ -50,11 +51,6 @@ JUNK_PATTERNS = [
     re.compile(r"^.{1,64} avatar$"),
     re.compile(r"^[\d.,]+[KkMm]? (?:subscribers|photos|videos|links|files)$"),
 ]
-
-
-def utf16_len(text: str) -> int:
-    """Length in UTF-16 code units: the unit of Telegram entity offsets."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def is_reactions(line: str) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core.text import CITATION
 from rag.sentences import SentenceScorer, starts_with_reference
 from rag.text import detect_language, expand_terms, split_sentences, tokenize
 from rag.types import Answer, Citation, Hit
 
 NOT_IN_CORPUS = "NOT_IN_CORPUS"
 SOURCE_CHARS = 1500  # per source in the prompt; chunks are ~900 characters
-_CITE = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 SUPPORT_OVERLAP = 0.25  # share of a sentence's terms found in the cited source
 SUPPORT_RELATIVE = 0.7  # ...and at least this share of the best-fitting source's overlap
 
@@ -243,12 +243,12 @@ def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], 
         if not sentence.strip():
             out_sentences.append(sentence)
             continue
-        plain = re.sub(r"\s+([.!?…,;:])", r"\1", _CITE.sub("", sentence))
+        plain = re.sub(r"\s+([.!?…,;:])", r"\1", CITATION.sub("", sentence))
         terms = _terms(plain)
         scores = [_support(terms, s) for s in sources]
         best = max(range(len(scores)), key=scores.__getitem__) if scores else 0
         kept: list[int] = []
-        for match in _CITE.finditer(sentence):
+        for match in CITATION.finditer(sentence):
             for raw in match.group(1).split(","):
                 n = int(raw)
                 if not 1 <= n <= len(hits):

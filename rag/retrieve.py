@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, time
 import numpy as np
 from sqlalchemy import select
 
+from core.tme import channel_name, display_channel
 from rag.embedding import Embedder
 from rag.lifecycle import Generation
 from rag.sentences import SentenceScorer
@@ -150,9 +151,7 @@ class Retriever:
             select(Chunk.id).join(Post, Chunk.post_id == Post.id).join(Channel, Post.channel_id == Channel.id)
         )
         if channel:
-            name = channel.strip().lstrip("@")
-            if name.startswith("https://t.me/"):
-                name = name.removeprefix("https://t.me/").split("/")[0]
+            name = channel_name(channel)
             stmt = stmt.where((Channel.username == name) | (Channel.title == name))
         if since is not None:
             stmt = stmt.where(Post.date >= _to_datetime(since))
@@ -363,9 +362,7 @@ class Retriever:
                 post_text,
                 abstract,
             ) in rows:
-                channel = username
-                if channel and channel.startswith("_title:"):
-                    channel = ch_title  # a page dump's channel known only by its title
+                channel = display_channel(username, ch_title)  # page dumps: known by title only
                 url = (
                     permalink
                     if post_id is not None

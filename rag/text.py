@@ -1,5 +1,5 @@
-"""Text handling shared by the indexes and retrieval: query cleaning, language detection,
-tokenization with Russian and English stemming, and bilingual (en↔ru) term expansion.
+"""Text handling shared by the indexes and retrieval: query cleaning (language detection is
+`core.lang`'s), tokenization with Russian and English stemming, and bilingual (en↔ru) term expansion.
 
 Pure functions over strings; no store, no models. The same tokenizer runs at index time and at
 query time, so a change here needs `research-bot reindex` (the lexical index records
@@ -18,6 +18,7 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
 
 from core.errors import RetrievalError
+from core.lang import detect_language as detect_language  # re-exported for rag's callers
 
 TOKENIZER_VERSION = 3  # 3: chunks after the first are indexed with their post's first line
 # A query longer than this is cut: BM25 and the embedding model gain nothing from more text
@@ -27,7 +28,6 @@ MAX_QUERY_CHARS = 2000
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[a-zA-Z]")
-_LETTER = re.compile(r"[^\W\d_]", re.UNICODE)
 _STOP = (
     frozenset(STOPWORDS_EN)
     | frozenset(w.replace("ё", "е") for w in STOPWORDS_RUSSIAN)
@@ -79,28 +79,6 @@ def clean_query(text: str) -> str:
     if not cleaned:
         raise RetrievalError("empty query: type some words to search for")
     return cleaned
-
-
-def detect_language(text: str) -> str:
-    """'ru', 'en', or 'other' by the script of its words: Russian when at least 30% of the
-    words are Cyrillic (Russian posts and questions are full of English terms and model names;
-    English text has no Cyrillic), English when the rest is Latin."""
-    cyr = lat = other = 0
-    for word in _WORD.findall(text):
-        if _CYRILLIC.search(word):
-            cyr += 1
-        elif _LATIN.search(word):
-            lat += 1
-        elif _LETTER.search(word):
-            other += 1
-    total = cyr + lat + other
-    if not total:
-        return "other"
-    if cyr and cyr >= 0.3 * total:
-        return "ru"
-    if lat and lat >= 0.5 * total:
-        return "en"
-    return "other"
 
 
 @lru_cache(maxsize=1)

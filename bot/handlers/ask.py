@@ -23,9 +23,9 @@ from bot.settings import Settings
 from bot.streaming import AnswerStreamer
 from bot.texts import t
 from bot.ui import STALE, ConvertCb, SourcesCb, UiState, owner_of
+from core.tme import find_post_link
 
 router = Router(name="ask")
-POST_URL = re.compile(r"t\.me/([A-Za-z0-9_]{3,32})/(\d+)")
 
 
 def memory_key(message: Message) -> str:
@@ -42,14 +42,16 @@ def answer_keyboard(citations: list[Any], key: str, language: str) -> InlineKeyb
     rows = [[InlineKeyboardButton(text=t(language, "btn_sources"), callback_data=SourcesCb(key=key).pack())]]
     convert = []
     for citation in citations:
-        match = POST_URL.search(str(_get(citation, "url") or ""))
-        if match and len(convert) < 3:
-            data = ConvertCb(channel=match.group(1), msg=int(match.group(2))).pack()
-            convert.append(
-                InlineKeyboardButton(
-                    text=t(language, "btn_convert", n=_get(citation, "n")), callback_data=data
-                )
-            )
+        ref = find_post_link(str(_get(citation, "url") or ""))
+        if ref is None or len(convert) >= 3:
+            continue
+        try:
+            data = ConvertCb(channel=ref.channel, msg=ref.message_id).pack()
+        except ValueError:  # callback data is at most 64 bytes: a very long channel name gets no button
+            continue
+        convert.append(
+            InlineKeyboardButton(text=t(language, "btn_convert", n=_get(citation, "n")), callback_data=data)
+        )
     if convert:
         rows.append(convert)
     return InlineKeyboardMarkup(inline_keyboard=rows)

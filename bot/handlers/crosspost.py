@@ -9,7 +9,6 @@ are shown as the crosspost service measured them (each network's own counter).
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from aiogram import Bot, F, Router
@@ -22,19 +21,10 @@ from bot.handlers.common import lang
 from bot.texts import t
 from bot.ui import STALE, ConvertCb, Owner, UiState, XpostCb, owner_of
 from core.errors import CrosspostError
+from core.tme import parse_post_link, post_url
+from crosspost import NETWORKS
 
 router = Router(name="crosspost")
-NETWORK_NAMES = {
-    "x": "X",
-    "bluesky": "Bluesky",
-    "mastodon": "Mastodon",
-    "threads": "Threads",
-    "linkedin": "LinkedIn",
-    "markdown": "Markdown",
-}
-POST_LINK = re.compile(
-    r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/(?:s/)?[A-Za-z0-9_]{3,64}/\d+/?$", re.I
-)
 PREVIEW_BUDGET = 3900  # leave room under 4,096 for the "more parts" line
 
 
@@ -51,7 +41,7 @@ def render_preview(result: dict[str, Any], network: str, language: str) -> str:
     header = t(
         language,
         "crosspost_header",
-        network=NETWORK_NAMES.get(network, network),
+        network=NETWORKS.get(network, network),
         count=len(parts),
         limit=limit if limit is not None else "—",
         translated=mark,
@@ -84,7 +74,7 @@ def preview_keyboard(result: dict[str, Any], key: str, network: str, language: s
         )
 
     networks = list(result["targets"])
-    switch = [button(("• " if n == network else "") + NETWORK_NAMES.get(n, n), "show", n) for n in networks]
+    switch = [button(("• " if n == network else "") + NETWORKS.get(n, n), "show", n) for n in networks]
     rows = [switch[i : i + 3] for i in range(0, len(switch), 3)]
     rows.append(
         [
@@ -154,12 +144,12 @@ def _forward_source(message: Message) -> str | dict[str, Any] | None:
         return None
     username = getattr(origin.chat, "username", None)
     if username:
-        return f"https://t.me/{username}/{origin.message_id}"
+        return post_url(username, origin.message_id)
     return _message_source(message)
 
 
 def _command_source(message: Message, args: str) -> str | dict[str, Any] | None:
-    if POST_LINK.match(args):
+    if parse_post_link(args):
         return args
     if args:
         # The text after the command, with the entities shifted to start at the text.
@@ -206,7 +196,7 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
-@router.message(F.chat.type == "private", F.text.regexp(POST_LINK))
+@router.message(F.chat.type == "private", F.text, F.text.func(parse_post_link))
 async def on_post_link(message: Message, crosspost: Any, ui: UiState) -> None:
     """A bare post link in a private chat: the user wants that post converted."""
     await _reply_preview(message, (message.text or "").strip(), crosspost=crosspost, ui=ui)
@@ -221,7 +211,7 @@ async def on_convert_button(
         await query.answer(t(language, "stale_button"), show_alert=True)
         return
     await query.answer(t(language, "crosspost_working"))
-    source = f"https://t.me/{callback_data.channel}/{callback_data.msg}"
+    source = post_url(callback_data.channel, callback_data.msg)
     await convert_and_preview(
         query.message, source, crosspost=crosspost, ui=ui, language=language, owner=_owner(query)
     )

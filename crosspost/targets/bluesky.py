@@ -8,7 +8,7 @@ facet needs the handle resolved to a DID, which needs the network, and each part
 from __future__ import annotations
 
 from crosspost import atproto
-from crosspost.render import Link, PlainStyle, Rendered, render_plain, shorten_url
+from crosspost.render import Link, PlainStyle, Rendered, shorten_url
 from crosspost.split import Piece
 from crosspost.targets import register
 from crosspost.targets.base import Part, PlainTarget
@@ -42,9 +42,6 @@ def tag_facet(text: str, start: int, end: int, tag: str | None = None) -> dict:
 class Bluesky(PlainTarget):
     name = "bluesky"
     style = PlainStyle(link_facets=True, shorten_urls=SHOWN_URL)
-
-    def render(self, doc) -> Rendered:
-        return render_plain(doc, self.style)
 
     def original_link(self, permalink: str) -> Rendered:
         shown = shorten_url(permalink, SHOWN_URL)

@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 from sqlalchemy import String, insert, select, update
 from sqlalchemy.orm import Session
 
+from core.tme import is_internal_key, title_key
 from rag.store.db import IngestSummary
 from rag.store.dedupe import is_near_duplicate, shingles
 from rag.store.models import Channel, Paper, Post, PostPaper, utcnow
 from rag.store.records import PaperRecord, PostRecord, SourceBatch
-
-PLACEHOLDER_PREFIX = "_title:"  # channel known only by its title (page dumps); renamed when seen
 
 
 @dataclass
@@ -45,7 +44,7 @@ def resolve_channel(s: Session, username: str | None, title: str | None) -> Chan
     if username:
         channel = s.scalar(select(Channel).where(Channel.username == username))
         if channel is None and title and not username.startswith("_"):
-            channel = s.scalar(select(Channel).where(Channel.username == PLACEHOLDER_PREFIX + title))
+            channel = s.scalar(select(Channel).where(Channel.username == title_key(title)))
             if channel is not None:
                 channel.username = username
                 s.flush()
@@ -63,7 +62,7 @@ def resolve_channel(s: Session, username: str | None, title: str | None) -> Chan
         title = title or "unknown"
         channel = s.scalar(select(Channel).where(Channel.title == title).order_by(Channel.id))
         if channel is None:
-            channel = Channel(username=PLACEHOLDER_PREFIX + title, title=title)
+            channel = Channel(username=title_key(title), title=title)
             s.add(channel)
     s.flush()
     return channel
@@ -83,7 +82,7 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 
 def _post_values(record: PostRecord, channel: Channel, source_id: int | None) -> dict:
     permalink = None
-    if record.message_id is not None and not channel.username.startswith("_"):  # _title:, _chat:
+    if record.message_id is not None and not is_internal_key(channel.username):
         permalink = f"https://t.me/{channel.username}/{record.message_id}"
     return {
         "channel_id": channel.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.handlers.crosspost import NETWORK_NAMES
+from crosspost import NETWORKS
 from tests.bot.corpus import CHANNEL, POSTS, write_export
 from tests.bot.harness import ADMIN, check_html, running_bot
 
@@ -44,7 +44,7 @@ async def test_crosspost_of_a_corpus_post_gives_valid_parts_for_every_network(re
         previews = {}
         for name, data in networks.items():
             emu.press(first, data, user_id=202)
-            title = NETWORK_NAMES[name] + ":"
+            title = NETWORKS[name] + ":"
             await emu.wait_for(
                 lambda t=title: emu.messages[(202, first["message_id"])]["text"].startswith(f"<b>{t}"),
                 timeout=30,
