@@ -61,6 +61,27 @@ class RagConfig:
         return Path(self.data_dir) / "index"
 
 
+@dataclass
+class _LLMRequest:
+    """The prompt fitted to the model's context, the hits it carries (cited as [1]..[n])."""
+
+    messages: list[dict]
+    sources: list[Hit]
+    max_tokens: int
+
+
+@dataclass
+class _Plan:
+    """One question's answer up to the LLM call (see `RagService._plan`)."""
+
+    question: str  # cleaned
+    standalone: str  # after follow-up rewriting: what was searched
+    hits: list[Hit]  # everything retrieved (the answer carries them for evaluation)
+    quotes: Answer  # abstention or extractive quotes: the answer when the LLM does not speak
+    request: _LLMRequest | None = None  # None: abstained, or no LLM configured
+    failure: LLMError | None = None  # building the request failed: answer with quotes and say why
+
+
 class RagService:
     def __init__(self, config: RagConfig, store: Store):
         self.config = config
@@ -242,72 +263,89 @@ class RagService:
     def _compose_offline(self, question: str, standalone: str, hits: list[Hit], notice: str | None = None):
         """Abstention or quotes, without the LLM."""
         vector = self._evidence(standalone, hits)
-        unknown = calibration.unknown_names(standalone, self.retriever().gen.lexical.vocab)
-        if self.calibration.abstain(hits, unknown):
+        if self.calibration.decide(standalone, hits, self.retriever().gen.lexical.vocab):
             return compose.abstain(
                 question, hits, mode="llm" if self.llm else "extractive", notice=notice
             ), True
         scorer = self.retriever().sentences
         return compose.extractive_answer(question, hits, notice=notice, scorer=scorer, vector=vector), False
 
-    def ask(
-        self, question: str, *, memory_key: str | None = None, mode: str = "hybrid", k: int | None = None
-    ) -> Answer:
-        """Answer from the corpus; `mode` and `k` (hits retrieved) exist for evaluation."""
+    def _plan(
+        self, question: str, memory_key: str | None, mode: str = "hybrid", k: int | None = None
+    ) -> _Plan:
+        """Everything an answer needs before the LLM speaks: the standalone query, the hits, the
+        answer without the LLM (abstention or quotes) and, when the LLM should answer, its request.
+        `ask` and `stream_answer` differ only in how they run the request."""
         question = clean_query(question)  # no control characters or 100k pastes in the prompt either
         standalone, all_hits = self._search_for_answer(question, memory_key, mode, k)
         hits = all_hits[: self.config.context_sources]
         quotes, abstained = self._compose_offline(question, standalone, hits)
-        result = quotes
+        plan = _Plan(question, standalone, all_hits, quotes)
         if self.llm is not None and not abstained:
             history = [(t.question, t.answer) for t in self.memory.history(memory_key)]
             try:
-                messages, sources, max_tokens = self._llm_messages(question, standalone, hits, history)
-                text = self.llm.complete(messages, max_tokens=max_tokens)
-                result = compose.llm_answer(question, text, sources)
+                plan.request = self._llm_messages(question, standalone, hits, history)
             except LLMError as exc:
-                log.warning("%s; answering with quotes", exc)
-                result.notice = _notice(question, exc)
-        result.query = standalone
-        result.hits = all_hits
-        self.memory.remember(memory_key, question, standalone, result.answer)
+                plan.failure = exc
+        return plan
+
+    def _fallback(self, plan: _Plan, exc: LLMError) -> Answer:
+        """The quotes, with a notice saying why the LLM did not answer."""
+        log.warning("%s; answering with quotes", exc)
+        plan.quotes.notice = _notice(plan.question, exc)
+        return plan.quotes
+
+    def _finish(self, plan: _Plan, result: Answer, memory_key: str | None) -> Answer:
+        result.query = plan.standalone
+        result.hits = plan.hits
+        self.memory.remember(memory_key, plan.question, plan.standalone, result.answer)
         return result
+
+    def ask(
+        self, question: str, *, memory_key: str | None = None, mode: str = "hybrid", k: int | None = None
+    ) -> Answer:
+        """Answer from the corpus; `mode` and `k` (hits retrieved) exist for evaluation."""
+        plan = self._plan(question, memory_key, mode, k)
+        result = plan.quotes
+        if plan.failure is not None:
+            result = self._fallback(plan, plan.failure)
+        elif plan.request is not None:
+            assert self.llm is not None
+            try:
+                text = self.llm.complete(plan.request.messages, max_tokens=plan.request.max_tokens)
+                result = compose.llm_answer(plan.question, text, plan.request.sources)
+            except LLMError as exc:
+                result = self._fallback(plan, exc)
+        return self._finish(plan, result, memory_key)
 
     async def stream_answer(
         self, question: str, *, memory_key: str | None = None
     ) -> AsyncIterator[str | Answer]:
         """Text deltas as they are produced, then exactly one final `Answer` (the authoritative,
         citation-checked text; a front end replaces the streamed draft with it)."""
-        question = clean_query(question)
-        standalone, all_hits = await asyncio.to_thread(self._search_for_answer, question, memory_key)
-        hits = all_hits[: self.config.context_sources]
-        quotes, abstained = await asyncio.to_thread(self._compose_offline, question, standalone, hits)
-        result: Answer = quotes
-        if abstained or self.llm is None:
+        plan = await asyncio.to_thread(self._plan, question, memory_key)
+        result = plan.quotes
+        if plan.failure is not None:
+            result = self._fallback(plan, plan.failure)
+            yield result.answer
+        elif plan.request is None:
             yield result.answer
         else:
-            history = [(t.question, t.answer) for t in self.memory.history(memory_key)]
+            assert self.llm is not None
             parts: list[str] = []
             try:
-                messages, sources, max_tokens = await asyncio.to_thread(
-                    self._llm_messages, question, standalone, hits, history
-                )
-                async for delta in self.llm.stream(messages, max_tokens=max_tokens):
+                async for delta in self.llm.stream(plan.request.messages, max_tokens=plan.request.max_tokens):
                     parts.append(delta)
                     yield delta
-                result = compose.llm_answer(question, "".join(parts), sources)
+                result = compose.llm_answer(plan.question, "".join(parts), plan.request.sources)
             except LLMError as exc:
-                log.warning("%s; answering with quotes", exc)
-                result.notice = _notice(question, exc)
+                result = self._fallback(plan, exc)
                 yield ("\n\n" if parts else "") + result.answer
-        result.query = standalone
-        result.hits = all_hits
-        self.memory.remember(memory_key, question, standalone, result.answer)
-        yield result
+        yield self._finish(plan, result, memory_key)
 
     def _llm_messages(
-        self, question: str, standalone: str, hits: list[Hit], history: list
-    ) -> tuple[list[dict], list[Hit], int]:
+        self, question: str, standalone: str, hits: list[Hit], history: list[tuple[str, str]]
+    ) -> _LLMRequest:
         """The prompt fitted to the served model's context (setting, else the endpoint's
         /v1/models, else unbudgeted), the hits it carries, and the answer's token limit."""
         assert self.llm is not None
@@ -326,7 +364,7 @@ class RagService:
             scorer=retriever.sentences,
             vector=retriever.query_vector(standalone),
         )
-        return messages, hits[:count], max_tokens
+        return _LLMRequest(messages, hits[:count], max_tokens)
 
     def forget(self, memory_key: str | None) -> None:
         self.memory.forget(memory_key)
