@@ -1,8 +1,9 @@
-"""One router per feature; `feature_routers()` gives them in the order the dispatcher tries them.
+"""One router per feature, each built by its module's `create_router()`; `feature_routers()` gives
+fresh ones in the order the dispatcher tries them.
 
-Each feature module declares its handlers on a module-level `router` (aiogram's decorator style).
-A router can belong to one dispatcher only, so `feature_routers()` returns fresh copies holding
-the same handlers: a process (or a test) can build more than one dispatcher.
+A router can belong to one dispatcher only, so each call builds new routers (a process, or a test,
+can build more than one dispatcher); router-level filters such as the admin router's `IsAdmin`
+come with them.
 """
 
 from __future__ import annotations
@@ -10,18 +11,9 @@ from __future__ import annotations
 from aiogram import Router
 
 
-def _copy(template: Router) -> Router:
-    fresh = Router(name=template.name)
-    for name, observer in template.observers.items():
-        fresh.observers[name].handlers.extend(observer.handlers)
-        fresh.observers[name].outer_middleware._middlewares.extend(observer.outer_middleware._middlewares)
-        fresh.observers[name].middleware._middlewares.extend(observer.middleware._middlewares)
-    return fresh
-
-
 def feature_routers() -> list[Router]:
     from bot.handlers import admin, ask, channel, crosspost, errors, start
 
     # admin before ask: an admin's document is an upload, anyone else's gets a polite reply in ask.
-    templates = [errors.router, start.router, admin.router, channel.router, crosspost.router, ask.router]
-    return [_copy(router) for router in templates]
+    modules = (errors, start, admin, channel, crosspost, ask)
+    return [module.create_router() for module in modules]

@@ -1,7 +1,9 @@
 """Admin commands: /reingest (one status message edited for progress, then the summary line),
 /reindex, /stats, /sources, and uploads (a result.json export or a PDF) ingested into the corpus.
 
-Admins are the user ids in TELEGRAM_ADMIN_IDS; anyone else gets a polite refusal and nothing runs.
+Admins are the user ids in TELEGRAM_ADMIN_IDS, checked once by the admin router's `IsAdmin` filter
+(this module's `create_router`, which also carries the channel module's /watch and /unwatch); anyone
+else gets a polite refusal and nothing runs.
 One re-ingest at a time: a second request says that one is running.
 """
 
@@ -18,21 +20,21 @@ from aiogram.types import Message
 
 from bot.corpus_ops import CorpusOps
 from bot.formatting import escape
-from bot.handlers.common import is_admin, lang
+from bot.handlers.channel import on_watch
+from bot.handlers.common import IsAdmin, lang
 from bot.settings import Settings
 from bot.texts import t
 from core.errors import IngestError
 
-router = Router(name="admin")
+ADMIN_COMMANDS = ("reingest", "reindex", "stats", "sources")
+WATCH_COMMANDS = ("watch", "unwatch")  # bot.handlers.channel: admitting live channels
 MAX_DOWNLOAD = 20 * 1024 * 1024  # the public Bot API's getFile limit
 UPLOAD_KINDS = (".json", ".pdf")
 
 
-async def _refuse(message: Message, settings: Settings) -> bool:
-    if is_admin(message.from_user, settings):
-        return False
+async def on_refused(message: Message) -> None:
+    """An admin command from anyone else (the admin router's IsAdmin filter let it through)."""
     await message.reply(t(lang(message), "admin_only"), parse_mode=None)
-    return True
 
 
 async def _refuse_busy(message: Message, corpus: CorpusOps) -> bool:
@@ -66,10 +68,7 @@ class _StatusMessage:
         await self.message.edit_text(text, parse_mode=None)
 
 
-@router.message(Command("reingest"))
 async def on_reingest(message: Message, settings: Settings, corpus: CorpusOps) -> None:
-    if await _refuse(message, settings):
-        return
     language = lang(message)
     if await _refuse_busy(message, corpus):
         return
@@ -92,10 +91,7 @@ async def on_reingest(message: Message, settings: Settings, corpus: CorpusOps) -
     await status.final(t(language, "reingest_done", summary=report.summary.line(), errors=errors))
 
 
-@router.message(Command("reindex"))
-async def on_reindex(message: Message, settings: Settings, corpus: CorpusOps) -> None:
-    if await _refuse(message, settings):
-        return
+async def on_reindex(message: Message, corpus: CorpusOps) -> None:
     language = lang(message)
     if await _refuse_busy(message, corpus):
         return
@@ -104,10 +100,7 @@ async def on_reindex(message: Message, settings: Settings, corpus: CorpusOps) ->
     await status.edit_text(t(language, "reindex_done"), parse_mode=None)
 
 
-@router.message(Command("stats"))
-async def on_stats(message: Message, settings: Settings, corpus: CorpusOps) -> None:
-    if await _refuse(message, settings):
-        return
+async def on_stats(message: Message, corpus: CorpusOps) -> None:
     stats = await corpus.stats()
     await message.reply(
         t(lang(message), "stats", **{k: stats[k] for k in ("channels", "posts", "papers", "chunks")}),
@@ -115,10 +108,7 @@ async def on_stats(message: Message, settings: Settings, corpus: CorpusOps) -> N
     )
 
 
-@router.message(Command("sources"))
-async def on_sources(message: Message, settings: Settings, corpus: CorpusOps) -> None:
-    if await _refuse(message, settings):
-        return
+async def on_sources(message: Message, corpus: CorpusOps) -> None:
     language = lang(message)
     sources = await corpus.sources()
     if not sources:
@@ -147,7 +137,6 @@ def _safe_name(name: str, limit: int = 120) -> str:
     return (stem.rstrip("._") or "upload") + suffix
 
 
-@router.message(F.document, F.chat.type == "private", lambda m, settings: is_admin(m.from_user, settings))
 async def on_upload(message: Message, bot: Bot, settings: Settings, corpus: CorpusOps) -> None:
     language = lang(message)
     document = message.document
@@ -177,3 +166,28 @@ async def on_upload(message: Message, bot: Bot, settings: Settings, corpus: Corp
     await status.edit_text(
         t(language, "file_done", name=name, summary=report.summary.line()), parse_mode=None
     )
+
+
+def create_router() -> Router:
+    """The admin commands behind one `IsAdmin` filter, then a refusal for everyone else.
+
+    A router-level filter gates every handler of the router (and of any router included in it),
+    so an admin command added here cannot forget the check.
+    """
+    admin = Router(name="admin")
+    admin.message.filter(IsAdmin())
+    admin.callback_query.filter(IsAdmin())
+    admin.message.register(on_reingest, Command("reingest"))
+    admin.message.register(on_reindex, Command("reindex"))
+    admin.message.register(on_stats, Command("stats"))
+    admin.message.register(on_sources, Command("sources"))
+    admin.message.register(on_upload, F.document, F.chat.type == "private")
+    admin.message.register(on_watch, Command(*WATCH_COMMANDS), F.chat.type == "private")
+    # Non-admins' documents go on to the ask router, which says only admins add files.
+    refused = Router(name="admin.refused")
+    refused.message.filter(~IsAdmin())
+    refused.message.register(on_refused, Command(*ADMIN_COMMANDS))
+    refused.message.register(on_refused, Command(*WATCH_COMMANDS), F.chat.type == "private")
+    root = Router(name="admin.root")
+    root.include_routers(admin, refused)
+    return root

@@ -25,8 +25,6 @@ from bot.texts import t
 from bot.ui import STALE, ConvertCb, SourcesCb, UiState, owner_of
 from core.tme import find_post_link
 
-router = Router(name="ask")
-
 
 def memory_key(message: Message) -> str:
     return f"tg:{message.chat.id}"
@@ -111,7 +109,6 @@ async def answer_question(
         await streamer.finish(parts, answer_keyboard(citations, key, language))
 
 
-@router.message(Command("ask"))
 async def on_ask(
     message: Message, command: CommandObject, bot: Bot, rag: Any, settings: Settings, ui: UiState
 ) -> None:
@@ -121,13 +118,11 @@ async def on_ask(
     await answer_question(message, command.args or "", bot=bot, rag=rag, settings=settings, ui=ui)
 
 
-@router.message(Command("new"))
 async def on_new(message: Message, rag: Any) -> None:
     await asyncio.to_thread(rag.forget, memory_key(message))
     await message.reply(t(lang(message), "new_done"), parse_mode=None)
 
 
-@router.message(F.chat.type == "private", F.text)
 async def on_private_text(message: Message, bot: Bot, rag: Any, settings: Settings, ui: UiState) -> None:
     if (message.text or "").startswith("/"):
         await message.reply(t(lang(message), "start"), parse_mode=None)  # an unknown command
@@ -135,17 +130,14 @@ async def on_private_text(message: Message, bot: Bot, rag: Any, settings: Settin
     await answer_question(message, message.text or "", bot=bot, rag=rag, settings=settings, ui=ui)
 
 
-@router.message(F.chat.type == "private", F.caption)
 async def on_private_caption(message: Message, bot: Bot, rag: Any, settings: Settings, ui: UiState) -> None:
     await answer_question(message, message.caption or "", bot=bot, rag=rag, settings=settings, ui=ui)
 
 
-@router.message(F.chat.type == "private", F.document)
 async def on_private_document(message: Message) -> None:
     await message.reply(t(lang(message), "file_not_admin"), parse_mode=None)
 
 
-@router.message(F.chat.type == "private")
 async def on_private_other(message: Message) -> None:
     """Stickers, photos without captions, voice, locations…: say what works."""
     await message.reply(t(lang(message), "not_text"), parse_mode=None)
@@ -164,14 +156,12 @@ async def addressed_in_group(message: Message, bot: Bot) -> dict[str, str] | boo
     return False
 
 
-@router.message(F.chat.type.in_({"group", "supergroup"}), F.text | F.caption, addressed_in_group)
 async def on_group_message(
     message: Message, question: str, bot: Bot, rag: Any, settings: Settings, ui: UiState
 ) -> None:
     await answer_question(message, question, bot=bot, rag=rag, settings=settings, ui=ui)
 
 
-@router.callback_query(SourcesCb.filter())
 async def on_sources(query: CallbackQuery, callback_data: SourcesCb, ui: UiState) -> None:
     language = lang(query)
     owner = owner_of(query)
@@ -183,7 +173,22 @@ async def on_sources(query: CallbackQuery, callback_data: SourcesCb, ui: UiState
     await reply_html(query.message, render_quotes(citations, language))
 
 
-@router.callback_query()
 async def on_stale_callback(query: CallbackQuery) -> None:
     """Any button this process does not know (an old keyboard after a restart or an update)."""
     await query.answer(t(lang(query), "stale_button"), show_alert=True)
+
+
+def create_router() -> Router:
+    router = Router(name="ask")
+    router.message.register(on_ask, Command("ask"))
+    router.message.register(on_new, Command("new"))
+    router.message.register(on_private_text, F.chat.type == "private", F.text)
+    router.message.register(on_private_caption, F.chat.type == "private", F.caption)
+    router.message.register(on_private_document, F.chat.type == "private", F.document)
+    router.message.register(on_private_other, F.chat.type == "private")
+    router.message.register(
+        on_group_message, F.chat.type.in_({"group", "supergroup"}), F.text | F.caption, addressed_in_group
+    )
+    router.callback_query.register(on_sources, SourcesCb.filter())
+    router.callback_query.register(on_stale_callback)
+    return router

@@ -7,6 +7,7 @@ log line. Channels are told apart by chat id, never by title.
 
 `/watch @channel` (or a numeric chat id, or as a reply to a post forwarded from the channel) in a
 private chat, by an admin: admit that channel; `/unwatch` the same way; `/watch` alone lists them.
+Those two are registered on the admin router (bot.handlers.admin), behind its `IsAdmin` filter.
 """
 
 from __future__ import annotations
@@ -14,23 +15,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.types import Message
 
 from bot.channels import LiveChannels
 from bot.corpus_ops import CorpusOps
-from bot.handlers.common import is_admin, lang
-from bot.settings import Settings
+from bot.handlers.common import lang
 from bot.texts import t
 
-router = Router(name="channel")
 log = logging.getLogger(__name__)
 
 
-@router.channel_post()
-@router.edited_channel_post()
 async def on_channel_post(message: Message, corpus: CorpusOps, channels: LiveChannels) -> None:
     admission = channels.admit(message.chat.id, message.chat.username)
     if admission.key is None:
@@ -58,14 +55,8 @@ async def _target_chat(message: Message, args: str, bot: Bot) -> Any | None:
     return chat if chat.type == "channel" else None
 
 
-@router.message(Command("watch", "unwatch"), F.chat.type == "private")
-async def on_watch(
-    message: Message, command: CommandObject, bot: Bot, settings: Settings, channels: LiveChannels
-) -> None:
+async def on_watch(message: Message, command: CommandObject, bot: Bot, channels: LiveChannels) -> None:
     language = lang(message)
-    if not is_admin(message.from_user, settings):
-        await message.reply(t(language, "admin_only"), parse_mode=None)
-        return
     args = (command.args or "").strip()
     if command.command == "watch" and not args and message.reply_to_message is None:
         listed = "\n".join(
@@ -84,7 +75,14 @@ async def on_watch(
             t(language, "unwatch_done" if done else "unwatch_none", name=name), parse_mode=None
         )
         return
-    assert message.from_user is not None  # is_admin checked it
+    assert message.from_user is not None  # the admin router's IsAdmin checked it
     channels.watch(chat.id, chat.username, chat.title, by=message.from_user.id)
     log.info("admin %s watches channel %s (%s)", message.from_user.id, chat.id, name)
     await message.reply(t(language, "watch_done", name=name, id=chat.id), parse_mode=None)
+
+
+def create_router() -> Router:
+    router = Router(name="channel")
+    router.edited_channel_post.register(on_channel_post)
+    router.channel_post.register(on_channel_post)
+    return router

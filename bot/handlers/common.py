@@ -1,18 +1,27 @@
-"""Small helpers the feature routers share: who is an admin, the user's language, sending HTML."""
+"""Small helpers the feature routers share: who is an admin (`IsAdmin`, the admin router's filter),
+the user's language, sending HTML."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aiogram.types import LinkPreviewOptions, Message
+from aiogram.filters import Filter
+from aiogram.types import CallbackQuery, LinkPreviewOptions, Message, User
 
 from bot.formatting import split_html
 from bot.settings import Settings
 from bot.texts import lang_of
 
 
-def is_admin(user: Any, settings: Settings) -> bool:
+def is_admin(user: User | None, settings: Settings) -> bool:
     return user is not None and user.id in set(settings.telegram_admin_ids)
+
+
+class IsAdmin(Filter):
+    """Passes for the user ids in TELEGRAM_ADMIN_IDS (`settings` comes from the workflow data)."""
+
+    async def __call__(self, event: Message | CallbackQuery, settings: Settings) -> bool:
+        return is_admin(event.from_user, settings)
 
 
 def lang(event: Any) -> str:

@@ -24,7 +24,6 @@ from core.errors import CrosspostError
 from core.tme import parse_post_link, post_url
 from crosspost import NETWORKS
 
-router = Router(name="crosspost")
 PREVIEW_BUDGET = 3900  # leave room under 4,096 for the "more parts" line
 
 
@@ -167,7 +166,6 @@ def _command_source(message: Message, args: str) -> str | dict[str, Any] | None:
     return None
 
 
-@router.message(Command("crosspost"))
 async def on_crosspost(message: Message, command: CommandObject, crosspost: Any, ui: UiState) -> None:
     language = lang(message)
     source = _command_source(message, (command.args or "").strip())
@@ -177,7 +175,6 @@ async def on_crosspost(message: Message, command: CommandObject, crosspost: Any,
     await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
-@router.message(F.chat.type == "private", F.forward_origin)
 async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     language = lang(message)
     source = _forward_source(message)
@@ -196,13 +193,11 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
-@router.message(F.chat.type == "private", F.text, F.text.func(parse_post_link))
 async def on_post_link(message: Message, crosspost: Any, ui: UiState) -> None:
     """A bare post link in a private chat: the user wants that post converted."""
     await _reply_preview(message, (message.text or "").strip(), crosspost=crosspost, ui=ui)
 
 
-@router.callback_query(ConvertCb.filter())
 async def on_convert_button(
     query: CallbackQuery, callback_data: ConvertCb, crosspost: Any, ui: UiState
 ) -> None:
@@ -217,7 +212,6 @@ async def on_convert_button(
     )
 
 
-@router.callback_query(XpostCb.filter())
 async def on_preview_button(
     query: CallbackQuery, callback_data: XpostCb, bot: Bot, crosspost: Any, ui: UiState
 ) -> None:
@@ -251,3 +245,13 @@ async def on_preview_button(
     except TelegramBadRequest as exc:  # the network already shown: nothing to change
         if "not modified" not in str(exc):
             raise
+
+
+def create_router() -> Router:
+    router = Router(name="crosspost")
+    router.message.register(on_crosspost, Command("crosspost"))
+    router.message.register(on_forward, F.chat.type == "private", F.forward_origin)
+    router.message.register(on_post_link, F.chat.type == "private", F.text, F.text.func(parse_post_link))
+    router.callback_query.register(on_convert_button, ConvertCb.filter())
+    router.callback_query.register(on_preview_button, XpostCb.filter())
+    return router

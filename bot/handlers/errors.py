@@ -13,11 +13,9 @@ from bot.texts import lang_of, t
 from core.errors import AppError
 from rag.redact import redact
 
-router = Router(name="errors")
 log = logging.getLogger(__name__)
 
 
-@router.errors()
 async def on_error(event: ErrorEvent) -> bool:
     exc = event.exception
     update = event.update
@@ -42,3 +40,9 @@ async def on_error(event: ErrorEvent) -> bool:
     except Exception:  # the apology itself failed (chat gone, network): the log has the detail
         log.warning("could not report the error to the chat", exc_info=True)
     return True
+
+
+def create_router() -> Router:
+    router = Router(name="errors")
+    router.errors.register(on_error)
+    return router

@@ -196,3 +196,37 @@ def test_rate_limiter_memory_stays_bounded_with_many_one_off_users():
         assert limiter.should_warn(user, 10.0, now=now)
         largest = max(largest, len(limiter._hits), len(limiter._warned_until))
     assert largest <= 11_001
+
+
+# --- the admin gate: one IsAdmin filter on the admin router ------------------------------------
+def _admin_commands() -> set[str]:
+    """Every command a handler of the admin router answers (read from the routers, so a command
+    added there later is covered too)."""
+    from aiogram.filters import Command
+
+    from bot.handlers import admin
+
+    root = admin.create_router()
+    gated = next(r for r in root.sub_routers if r.name == "admin")
+    commands = {
+        str(command)
+        for handler in gated.message.handlers
+        for f in handler.filters or []
+        if isinstance(f.callback, Command)
+        for command in f.callback.commands
+    }
+    assert {"reingest", "reindex", "stats", "sources", "watch", "unwatch"} <= commands
+    return commands
+
+
+async def test_no_admin_command_reaches_a_non_admin(fakes, fake_rag, store):
+    before = store.stats()
+    commands = sorted(_admin_commands())
+    async with running_bot(fakes) as emu:
+        for command in commands:
+            emu.message(f"/{command} @quant_chan", user_id=ATTACKER)
+        await settle(emu)
+        texts = [c.params["text"] for c in emu.sent("sendMessage", ATTACKER)]
+        channels = LiveChannels(emu.services.settings.data_dir, [])
+    assert len(texts) == len(commands) and all("only the bot's admins" in t for t in texts)
+    assert fake_rag.syncs == 0 and store.stats() == before and channels.watched() == []
