@@ -10,12 +10,18 @@ What it does, per question (follow-ups rewritten as `ask` rewrites them):
 2. A grid over the dense weight of the convex fusion and the weight of the best sentence cosine in
    the re-scoring of the top 10 posts; each setting ranks the posts, hit@5 and MRR on the tune half
    pick the winner (ties: the higher hit@1, then the setting nearer the middle of the grid).
-3. With the winner, the abstention evidence (best sentence cosine and term coverage of the top 3)
-   and a grid of thresholds (a question naming something the corpus never mentions abstains
-   whatever its scores: rag.calibration.unknown_names): the most accurate pair on the tune half whose false abstention stays
-   <= 0.1 (answerable questions are three quarters of the set, so accuracy alone would favour
-   answering everything).
-Printed: the grid, the chosen values, and tune vs report numbers per kind for BM25, dense, hybrid.
+3. With the winner, the abstention evidence of the top 3 posts: the lexical rules of
+   rag.calibration.missing_detail (a name the corpus never mentions; a number asked that no
+   sentence of the top posts gives with what is counted) abstain whatever the scores; for the
+   rest, a grid of thresholds on the best sentence cosine and the term coverage: the most accurate
+   pair on the tune half whose false abstention stays <= 0.1 (answerable questions are three
+   quarters of the set, so accuracy alone would favour answering everything).
+Printed: the grid, the chosen values, what each abstention rule catches, and tune vs report
+numbers per kind for BM25, dense, hybrid.
+
+How the shipped rag/calibration.json entry was made: `research-bot demo --data-dir DATA` (the
+offline default model), then `python benchmarks/fusion.py tests/data/realistic_qa.jsonl
+--data-dir DATA`, and its last line ("shipped entry: ...") copied into rag/calibration.json.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 from sqlalchemy import select
 
+from core.tme import display_channel
 from rag import calibration
 from rag.embedding import DEFAULT_MODEL
 from rag.evaluate import OFF_CORPUS, Question, load_questions
@@ -41,7 +48,7 @@ from rag.retrieve import CANDIDATES, convex_fusion, parse_query
 from rag.sentences import sentences_of
 from rag.service import RagConfig, RagService
 from rag.store import open_store
-from rag.store.models import Chunk, Post
+from rag.store.models import Channel, Chunk, Post
 from rag.text import tokenize
 
 DENSE_GRID = (0.2, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -69,6 +76,14 @@ class Prepared:
         with service.store.session() as s:
             self.post_of = dict(s.execute(select(Chunk.id, Chunk.post_id)).all())
             self.text_of = {pid: text for pid, text in s.execute(select(Post.id, Post.text))}
+            self.channel_of = {
+                pid: display_channel(user, title)
+                for pid, user, title in s.execute(
+                    select(Post.id, Channel.username, Channel.title).join(
+                        Channel, Post.channel_id == Channel.id
+                    )
+                )
+            }
         self.sentences = {pid: sentences_of(text) for pid, text in self.text_of.items()}
         started = time.perf_counter()
         flat = [s for pid in sorted(self.sentences) for s in self.sentences[pid]]
@@ -182,18 +197,34 @@ def main() -> None:
     w_dense, w_sentence = chosen
     print(f"chosen on tune: dense weight {w_dense}, sentence weight {w_sentence}")
 
-    # abstention evidence with the chosen ranking (top 3 posts)
-    evidence = []
+    # abstention evidence with the chosen ranking (top 3 posts); -1: a lexical rule abstains
+    evidence, reasons = [], {}
+    vocab = prep.service.retriever().gen.lexical.vocab
     for r in prep.rows:
         top = prep.ranking(r, "hybrid", w_dense, w_sentence)[: calibration.EVIDENCE_HITS]
-        unknown = calibration.unknown_names(r["query"].text, prep.service.retriever().gen.lexical.vocab)
+        missing = calibration.missing_detail(
+            r["query"].text,
+            [prep.text_of[pid] for pid in top],
+            vocab,
+            [prep.channel_of.get(pid) for pid in top],
+        )
+        reasons[r["q"].id] = missing
         evidence.append(
             (
                 r["q"],
-                -1.0 if unknown else max((r["sentence"][pid] for pid in top), default=0.0),
-                -1.0 if unknown else max((prep.coverage(r, pid) for pid in top), default=0.0),
+                -1.0 if missing else max((r["sentence"][pid] for pid in top), default=0.0),
+                -1.0 if missing else max((prep.coverage(r, pid) for pid in top), default=0.0),
             )
         )
+    print("\nlexical abstention rules (before thresholds)")
+    for split in ("tune", "report"):
+        rows = [r["q"] for r in prep.rows if r["q"].split == split]
+        for label, test in (("unknown name", "unknown name"), ("number not given", "no number")):
+            off = sum(bool((reasons[q.id] or "").startswith(test)) for q in rows if not q.answerable)
+            ans = sum(bool((reasons[q.id] or "").startswith(test)) for q in rows if q.answerable)
+            n_off = sum(not q.answerable for q in rows)
+            n_ans = sum(q.answerable for q in rows)
+            print(f"  {split:<6} {label:<17} off-corpus {off}/{n_off}  answerable {ans}/{n_ans}")
     sentence_values = sorted({round(s, 3) for _, s, _ in evidence if s >= 0})
     coverage_grid = [0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01]
     best = None

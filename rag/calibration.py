@@ -1,12 +1,20 @@
-"""Abstention calibrated per embedding model: when even the best evidence is weak, the answer says
-the corpus does not cover the question instead of quoting something unrelated.
+"""Abstention calibrated per embedding model: when even the best evidence is weak, or the posts
+lack the detail the question asks for, the answer says the corpus does not cover the question
+instead of quoting something unrelated.
 
-The evidence of a question is two numbers over its top hits: the best sentence cosine (the dense
-model at sentence level; its scale differs per model, so its threshold does too) and the best
-IDF-weighted share of the question's terms found in a post (lexical; model-independent). The rule:
-abstain when the sentence cosine is under `min_sentence` AND the term coverage under
-`min_coverage`; a question sharing its rare terms with a post, or close in meaning to one of its
-sentences, is answered.
+The decision (`Calibration.decide`, one call from the service) looks at the question and its top
+3 posts, in this order:
+1. a name the question uses that the corpus never mentions (`unknown_names`: Latin-script names
+   such as "SageAttention3", and capitalized Cyrillic ones such as "Сбербанк"; a channel name of
+   a top post counts as known);
+2. an amount asked for in a unit a post has to write ("сколько долларов", "how much memory", "how
+   many parameters", "how long") that no sentence of the top posts gives as a number with that unit
+   (`rag.sentences.counted_terms`);
+3. evidence under both thresholds: the best sentence cosine (the dense model at sentence level;
+   its scale differs per model, so its threshold does too) under `min_sentence` AND the best
+   IDF-weighted share of the question's terms found in a post under `min_coverage`.
+1 and 2 are lexical and model-independent; 3 is calibrated. Measured on the tune half of
+tests/data/realistic_qa.jsonl with benchmarks/fusion.py (which prints each rule's share).
 
 Thresholds are keyed by the model identity (`ModelSpec.identity`), so changing the model can never
 reuse another model's thresholds:
@@ -25,7 +33,8 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from rag.text import normalize_token, stem, tokenize
+from rag.sentences import counted_terms, gives_quantity
+from rag.text import expand_terms, normalize_token, stem, tokenize
 from rag.types import Hit
 
 log = logging.getLogger(__name__)
@@ -49,6 +58,21 @@ class Calibration:
             "(run python benchmarks/fusion.py QUESTIONS --data-dir DIR --save to calibrate)"
         )
 
+    def decide(self, question: str, hits: list[Hit], vocab: dict[str, int] | set[str]) -> bool:
+        """True when the answer should say the corpus does not cover `question` (the standalone
+        question, after follow-up rewriting); `vocab` is the lexical index's token vocabulary."""
+        return self.reason(question, hits, vocab) is not None
+
+    def reason(self, question: str, hits: list[Hit], vocab: dict[str, int] | set[str]) -> str | None:
+        """Why the corpus does not cover the question, or None when it does."""
+        top = hits[:EVIDENCE_HITS]
+        missing = missing_detail(
+            question, [h.post_text or h.text for h in top], vocab, [h.channel for h in top]
+        )
+        if missing:
+            return missing
+        return "weak evidence" if self.abstain(hits) else None
+
     def abstain(self, hits: list[Hit], unknown: list[str] | None = None) -> bool:
         """True when the corpus does not cover the question: it names something the corpus never
         mentions (`unknown`, from `unknown_names`), or its best evidence is under both thresholds."""
@@ -65,12 +89,37 @@ class Calibration:
 _NAME = re.compile(r"(?<![\w-])(?:[A-Za-z]+[A-Z0-9][\w.]*|[A-Z][a-z]+|[A-Z]{2,}\w*)(?:-[\w.]+)*")
 
 
+# A Cyrillic name: a capitalized word not at the start of a sentence ("Сбербанк", "Яндекса"); Russian
+# capitalizes nothing else. Acronyms ("КПД") are left out: channel titles are acronyms too and are
+# not in the index vocabulary ("Что было в канале КПД про квантизацию?" is answerable).
+_CYRILLIC_NAME = re.compile(r"(?<![\w-])[А-ЯЁ][а-яё]+(?:-[\w.]+)*")
+_SENTENCE_START = re.compile(r"(?:^|[.!?…]\s+|[«\"(]\s*)$")
+
+
+def missing_detail(
+    question: str, texts: list[str], vocab: dict[str, int] | set[str], channels: list[str | None] = ()
+) -> str | None:
+    """What the question asks that the corpus or its top posts (`texts`) do not give, or None:
+    "unknown name: X" or "no number of X in the posts" (rules 1 and 2 of the module docstring)."""
+    known = set(vocab)
+    for channel in channels:
+        known.update(tokenize(channel or "", keep_stopwords=True))
+    unknown = unknown_names(question, known)
+    if unknown:
+        return "unknown name: " + ", ".join(unknown)
+    counted = counted_terms(question)
+    if counted and not gives_quantity(counted, texts):
+        return "no number of " + counted[0] + " in the posts"
+    return None
+
+
 def unknown_names(question: str, vocab: dict[str, int] | set[str]) -> list[str]:
-    """Latin-script names in the question that the corpus never mentions. A name is known when its
-    token is in the index, when all its parts are ("Qwen-Image", "SD3.5"), or when it is the start
-    of a longer indexed name ("ExLlama" of "ExLlamaV3"); a longer name than the corpus has
-    ("SageAttention3" where the corpus has SageAttention and SageAttention2) is unknown: the question
-    asks about something the posts do not describe."""
+    """Names in the question that the corpus never mentions. A name is known when its token is in
+    the index, when all its parts are ("Qwen-Image", "SD3.5"), when its glossary translation is
+    ("Singapore" of a post's "Сингапур"), or when it is the start of a longer indexed name
+    ("ExLlama" of "ExLlamaV3"); a longer name than the corpus has ("SageAttention3" where the
+    corpus has SageAttention and SageAttention2) is unknown: the question asks about something the
+    posts do not describe."""
     out = []
     for match in _NAME.finditer(question):
         name = match.group(0).rstrip(".")
@@ -80,7 +129,17 @@ def unknown_names(question: str, vocab: dict[str, int] | set[str]) -> list[str]:
         parts = [p for p in tokenize(name, keep_stopwords=True) if "-" not in p]
         if whole in vocab or (parts and all(p in vocab for p in parts)):
             continue
+        if any(t in vocab for t in expand_terms([whole], "en")):
+            continue
         if len(whole) >= 4 and any(token.startswith(whole) for token in vocab):
+            continue
+        out.append(name)
+    for match in _CYRILLIC_NAME.finditer(question):
+        name = match.group(0).rstrip(".")
+        if _SENTENCE_START.search(question[: match.start()]):
+            continue
+        parts = [p for p in tokenize(name, keep_stopwords=True) if "-" not in p]
+        if parts and all(p in vocab for p in parts):
             continue
         out.append(name)
     return out

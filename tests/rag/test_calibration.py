@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+import pytest
+
 from rag import calibration
+from rag.sentences import counted_terms
 from rag.types import Hit
 
 
@@ -48,3 +51,76 @@ def test_shipped_calibrations_are_well_formed():
         assert identity.count("|") == 2
         assert 0.0 < entry["min_sentence"] <= 2.0 and 0.0 <= entry["min_coverage"] <= 1.01
         assert "tune" in entry["measured_on"]
+
+
+# --- the detail the question asks for (rules 1 and 2; model-independent) -------------------------
+LLAMA = Hit(
+    1,
+    1.0,
+    "t",
+    1,
+    "kpd",
+    None,
+    None,
+    None,
+    coverage=0.6,
+    sentence_cosine=0.9,
+    post_text=(
+        "Llama 3.1 получила зрение. Картиночный энкодер ViT-H на 630M параметров.\n"
+        "На претрейне подают 16 кадров, на файнтюне — 64. Модель на 405 миллиардов параметров "
+        "показывает 80,2 пункта в VQAv2."
+    ),
+)
+VOCAB = {"llama", "vit-h", "vit", "h", "энкодер", "vqav2", "kpd", "meta"}
+SURE = calibration.Calibration(0.5, 0.2, "index")  # the evidence of LLAMA is far above these
+
+
+def test_a_number_asked_but_not_in_the_posts_abstains():
+    assert SURE.decide("Сколько долларов стоило обучение Llama 3.1?", [LLAMA], VOCAB)
+    assert SURE.decide("How much memory does Llama 3.1 need?", [LLAMA], VOCAB)
+    assert "памят" in SURE.reason("Сколько памяти нужно Llama 3.1?", [LLAMA], VOCAB)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Сколько параметров у картиночного энкодера Llama 3.1?",  # "630M параметров"
+        "How many parameters does the Llama 3.1 image encoder have?",  # English noun, Russian post
+        "Сколько миллиардов параметров у самой большой Llama 3.1?",  # "405 миллиардов параметров"
+    ],
+)
+def test_an_amount_the_posts_give_is_answered(question):
+    assert not SURE.decide(question, [LLAMA], VOCAB), SURE.reason(question, [LLAMA], VOCAB)
+
+
+def test_a_count_without_a_unit_is_not_checked():
+    # posts often write a count without its noun ("их 16, а на файнтюне — 64"): no abstention from it
+    assert counted_terms("Сколько шагов семплирования нужно?") is None
+    assert not SURE.decide("Сколько слоёв у энкодера Llama 3.1?", [LLAMA], VOCAB)
+
+
+def test_a_version_inside_a_name_is_not_the_number_asked():
+    hit = Hit(1, 1.0, "t", 1, "c", None, None, None, coverage=0.6, sentence_cosine=0.9,
+              post_text="Вышла ExLlamaV3 для SD3.5 и Llama-3: быстрее прежнего.")  # fmt: skip
+    assert SURE.decide("Сколько памяти нужно ExLlamaV3?", [hit], {"exllamav3", "sd3.5", "llama-3", "llama"})
+
+
+def test_a_cyrillic_name_unknown_to_the_corpus_abstains():
+    assert SURE.reason("Что говорил Сбербанк про Llama 3.1?", [LLAMA], VOCAB) == "unknown name: Сбербанк"
+    # a capital at the start of the question or of a sentence is not a name; a channel is known
+    assert not SURE.decide("Llama 3.1 вышла. Есть ли у неё энкодер?", [LLAMA], VOCAB)
+    assert not SURE.decide("Что писали в KPD про Llama 3.1?", [LLAMA], VOCAB - {"kpd"})
+
+
+def test_an_answerable_paraphrase_is_not_abstained():
+    # no shared name, no number asked: the calibrated evidence decides, and it is strong here
+    assert not SURE.decide("Научилась ли большая модель от Meta понимать картинки?", [LLAMA], VOCAB)
+    weak = Hit(1, 1.0, "t", 1, "c", None, None, None, coverage=0.1, sentence_cosine=0.4, post_text="x y")
+    assert SURE.decide("Научилась ли большая модель от Meta понимать картинки?", [weak], VOCAB)
+
+
+def test_a_name_the_corpus_writes_in_the_other_script_is_known():
+    # the glossary says Singapore is "Сингапур"; SageAttention3 is a name the posts never use
+    vocab = VOCAB | {"сингапур", "iclr", "sageattention"}
+    assert not SURE.decide("What did the author think of ICLR in Singapore?", [LLAMA], vocab)
+    assert SURE.reason("How fast is SageAttention3?", [LLAMA], vocab) == "unknown name: SageAttention3"
