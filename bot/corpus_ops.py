@@ -20,7 +20,7 @@ from core.errors import IngestError
 from ingest.bot_api import FORMAT as LIVE_FORMAT
 from ingest.bot_api import location_for, message_batch
 from ingest.pipeline import IngestReport, ingest_locations
-from rag.store.db import IngestSummary, Store
+from rag.store import IngestSummary, Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (done, total, location)

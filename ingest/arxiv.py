@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 import httpx
 
 from core.errors import IngestError
-from rag.store.db import IngestSummary, Store
+from rag.store import IngestSummary, Store
 from rag.store.papers import arxiv_stub_ids, save_papers
 from rag.store.records import PaperRecord
 

@@ -18,7 +18,7 @@ from core.errors import IngestError
 from ingest.encoding import check_not_double_encoded, utf16_to_utf8
 from ingest.options import ReadOptions
 from ingest.registry import RawSource, detect
-from rag.store.db import IngestSummary, Store
+from rag.store import IngestSummary, Store
 
 log = logging.getLogger(__name__)
 URL = re.compile(r"^https?://", re.I)

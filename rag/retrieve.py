@@ -19,17 +19,15 @@ cosine threshold on their chunk vectors (a cheap MMR with lambda -> 1).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 
 import numpy as np
-from sqlalchemy import select
 
-from core.tme import channel_name, display_channel
 from rag.embedding import Embedder
 from rag.lifecycle import Generation
 from rag.sentences import SentenceScorer
 from rag.store import Store
-from rag.store.models import Channel, Chunk, Paper, Post
+from rag.store.chunks import chunk_views, filtered_chunk_ids
 from rag.text import clean_query, detect_language, expand_terms, tokenize
 from rag.types import Hit
 
@@ -113,14 +111,6 @@ def parse_query(text: str) -> Query:
     return Query(cleaned, language, tokens, expand_terms(tokens, language))
 
 
-def _to_datetime(value: date | datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.combine(value, time.min, tzinfo=UTC)
-
-
 class Retriever:
     def __init__(
         self,
@@ -147,18 +137,7 @@ class Retriever:
     ) -> np.ndarray | None:
         if not channel and since is None and until is None:
             return None
-        stmt = (
-            select(Chunk.id).join(Post, Chunk.post_id == Post.id).join(Channel, Post.channel_id == Channel.id)
-        )
-        if channel:
-            name = channel_name(channel)
-            stmt = stmt.where((Channel.username == name) | (Channel.title == name))
-        if since is not None:
-            stmt = stmt.where(Post.date >= _to_datetime(since))
-        if until is not None:
-            stmt = stmt.where(Post.date <= _to_datetime(until))
-        with self.store.session() as s:
-            return np.array(sorted(s.scalars(stmt)), dtype=np.int64)
+        return np.array(filtered_chunk_ids(self.store, channel, since, until), dtype=np.int64)
 
     # --- the two retrievers -----------------------------------------------------------------
     def lexical(self, query: Query, allowed: np.ndarray | None, n: int) -> list[tuple[int, float]]:
@@ -254,7 +233,7 @@ class Retriever:
     ) -> list[Hit]:
         if not ranked:
             return []
-        meta = self._metadata([cid for cid, _ in ranked[: 4 * k + 20]])
+        meta = chunk_views(self.store, [cid for cid, _ in ranked[: 4 * k + 20]])
         hits: list[Hit] = []
         seen_docs: set[tuple[str, int]] = set()
         chosen_vectors: list[np.ndarray] = []
@@ -262,7 +241,7 @@ class Retriever:
             row = meta.get(cid)
             if row is None:  # chunk deleted from the store after this generation was built
                 continue
-            doc = ("post", row["post_id"]) if row["post_id"] is not None else ("paper", row["paper_id"])
+            doc = ("post", row.post_id) if row.post_id is not None else ("paper", row.paper_id)
             if doc in seen_docs:
                 continue  # collapse: the post's best chunk already stands for it
             chunk_vector = self._vector(cid)
@@ -274,7 +253,7 @@ class Retriever:
             if chunk_vector is not None:
                 chosen_vectors.append(chunk_vector)
             chunk_terms = set(
-                tokenize(row["doc_text"] or row["text"])
+                tokenize(row.doc_text or row.text)
             )  # the whole post: terms may sit in another chunk
             coverage = self._coverage(query, chunk_terms)
             cosine = float(chunk_vector @ vector) if chunk_vector is not None and vector is not None else 0.0
@@ -282,18 +261,18 @@ class Retriever:
                 Hit(
                     rank=len(hits) + 1,
                     score=score,
-                    text=row["text"],
-                    post_id=row["post_id"],
-                    channel=row["channel"],
-                    date=row["date"],
-                    url=row["url"],
-                    title=row["title"],
+                    text=row.text,
+                    post_id=row.post_id,
+                    channel=row.channel,
+                    date=row.date,
+                    url=row.url,
+                    title=row.title,
                     chunk_id=cid,
-                    paper_id=row["paper_id"],
+                    paper_id=row.paper_id,
                     coverage=min(1.0, coverage),
                     cosine=cosine,
-                    post_text=row["doc_text"] if row["post_id"] is not None else None,
-                    lead=_lead(row["doc_text"] or row["text"]),
+                    post_text=row.doc_text if row.post_id is not None else None,
+                    lead=_lead(row.doc_text or row.text),
                 )
             )
             if len(hits) >= k:
@@ -322,66 +301,6 @@ class Retriever:
             return self.gen.dense.index.reconstruct(int(chunk_id))
         except RuntimeError:
             return None
-
-    def _metadata(self, chunk_ids: list[int]) -> dict[int, dict]:
-        out: dict[int, dict] = {}
-        with self.store.session() as s:
-            rows = s.execute(
-                select(
-                    Chunk.id,
-                    Chunk.text,
-                    Chunk.post_id,
-                    Chunk.paper_id,
-                    Channel.username,
-                    Channel.title,
-                    Post.date,
-                    Post.permalink,
-                    Paper.title,
-                    Paper.url,
-                    Paper.arxiv_id,
-                    Post.text,
-                    Paper.abstract,
-                )
-                .outerjoin(Post, Chunk.post_id == Post.id)
-                .outerjoin(Channel, Post.channel_id == Channel.id)
-                .outerjoin(Paper, Chunk.paper_id == Paper.id)
-                .where(Chunk.id.in_(chunk_ids))
-            )
-            for (
-                cid,
-                text,
-                post_id,
-                paper_id,
-                username,
-                ch_title,
-                when,
-                permalink,
-                p_title,
-                p_url,
-                arxiv,
-                post_text,
-                abstract,
-            ) in rows:
-                channel = display_channel(username, ch_title)  # page dumps: known by title only
-                url = (
-                    permalink
-                    if post_id is not None
-                    else (p_url or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None))
-                )
-                if when is not None and when.tzinfo is None:
-                    when = when.replace(tzinfo=UTC)
-                doc_text = post_text if post_id is not None else f"{p_title or ''} {abstract or ''} {text}"
-                out[cid] = {
-                    "doc_text": doc_text,
-                    "text": text,
-                    "post_id": post_id,
-                    "paper_id": paper_id,
-                    "channel": channel,
-                    "date": when,
-                    "url": url,
-                    "title": p_title if paper_id is not None else None,
-                }
-        return out
 
 
 def _lead(text: str, words: int = 8) -> str:

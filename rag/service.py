@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from core.errors import LLMError, RetrievalError
 from rag import answer as compose
 from rag import calibration
@@ -27,7 +25,6 @@ from rag.memory import ChatMemory, heuristic_rewrite, looks_like_follow_up, rewr
 from rag.retrieve import FusionWeights, Query, Retriever, parse_query, weights_for
 from rag.sentences import SentenceScorer
 from rag.store import Store
-from rag.store.models import Post
 from rag.text import clean_query, tokenize
 from rag.types import Answer, Hit
 
@@ -111,10 +108,6 @@ class RagService:
                 self._embedder = Embedder(self.spec)
             return self._embedder
 
-    def _store_is_empty(self) -> bool:
-        with self.store.session() as s:
-            return not s.scalar(select(func.count()).select_from(Post))
-
     def retriever(self) -> Retriever:
         """The retriever over the serving generation; reloads after another process swapped it."""
         with self._lock:
@@ -126,12 +119,12 @@ class RagService:
             ):
                 return self._retriever
             if name is None:
-                if self._store_is_empty():
+                if not self.store.has_posts():
                     raise RetrievalError(EMPTY_STORE)
                 self.indexes.sync(self.store)  # posts stored but never indexed (e.g. an older ingest)
             generation = self.indexes.load()
             if generation is None or not len(generation.lexical):
-                if self._store_is_empty():
+                if not self.store.has_posts():
                     raise RetrievalError(EMPTY_STORE)
                 if generation is None:
                     raise RetrievalError("no search index yet: run research-bot reindex")

@@ -5,6 +5,6 @@ touches SQLAlchemy sessions; callers use the `Store` methods and plain record da
 """
 
 from rag.store.db import Store, open_store
-from rag.store.records import PaperRecord, PostRecord, SourceBatch
+from rag.store.records import IngestSummary, PaperRecord, PostRecord, SourceBatch
 
-__all__ = ["PaperRecord", "PostRecord", "SourceBatch", "Store", "open_store"]
+__all__ = ["IngestSummary", "PaperRecord", "PostRecord", "SourceBatch", "Store", "open_store"]

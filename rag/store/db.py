@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,56 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import StoreError
 from rag.store.models import Channel, Chunk, Paper, Post, Source, utcnow
-
-
-@dataclass
-class IngestSummary:
-    """Counts of one ingest, each meaning one thing (posts and papers together):
-
-    new / updated / unchanged: stored records created, changed, or already as given;
-    merged: copies of a post that a source of the same run had just created (a preview and the
-    full page of one post), so a first ingest into an empty store reports no "updated";
-    dropped: records never stored (service messages, empty or unreadable messages);
-    failed: sources that could not be ingested at all (the CLI exits 2 iff this is non-zero).
-    """
-
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    merged: int = 0
-    dropped: int = 0
-    failed: int = 0
-    changed_post_ids: list[int] | None = None
-    # Which stored posts a source created, changed or matched unchanged: `add` uses them to tell
-    # an update of a post created earlier in the same run (a merge) from a real update.
-    new_post_ids: list[int] = field(default_factory=list)
-    updated_post_ids: list[int] = field(default_factory=list)
-    unchanged_post_ids: list[int] = field(default_factory=list)
-
-    def add(self, other: IngestSummary) -> None:
-        fresh = set(self.new_post_ids)
-        again_updated = sum(1 for i in other.updated_post_ids if i in fresh)
-        again_unchanged = sum(1 for i in other.unchanged_post_ids if i in fresh)
-        self.new += other.new
-        self.updated += other.updated - again_updated
-        self.unchanged += other.unchanged - again_unchanged
-        self.merged += other.merged + again_updated + again_unchanged
-        self.dropped += other.dropped
-        self.failed += other.failed
-        self.changed_post_ids = (self.changed_post_ids or []) + (other.changed_post_ids or [])
-        self.new_post_ids += other.new_post_ids
-        self.updated_post_ids += other.updated_post_ids
-        self.unchanged_post_ids += other.unchanged_post_ids
-
-    def line(self) -> str:
-        text = f"new {self.new}, updated {self.updated}, unchanged {self.unchanged}"
-        if self.merged:
-            text += f", merged {self.merged} (copies of one post)"
-        if self.dropped:
-            text += f", dropped {self.dropped} (service, empty or unreadable messages)"
-        if self.failed:
-            text += f", failed {self.failed} source{'s' if self.failed != 1 else ''}"
-        return text
+from rag.store.records import IngestSummary, SourceBatch
+from rag.store.upsert import upsert_batch
 
 
 @dataclass
@@ -190,15 +142,13 @@ class Store:
     # --- ingest ---------------------------------------------------------------------------
     def ingest_batch(
         self,
-        batch: Any,
+        batch: SourceBatch,
         *,
         channel_hint: str | None,
         digest: str | None,
         options: dict[str, Any] | None = None,
     ) -> IngestSummary:
         """Upsert one source's records in one transaction (see `rag.store.upsert`)."""
-        from rag.store.upsert import upsert_batch
-
         try:
             with self.session() as s:
                 source = _upsert_source(s, batch.location, batch.format, channel_hint, digest, None, options)
@@ -209,6 +159,10 @@ class Store:
             raise StoreError(f"{batch.location}: the database refused the write: {exc.orig or exc}") from exc
 
     # --- reading --------------------------------------------------------------------------
+    def has_posts(self) -> bool:
+        with self.session() as s:
+            return s.scalar(select(Post.id).limit(1)) is not None
+
     def count_source_posts(self, location: str) -> int:
         with self.session() as s:
             return (

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from rag.store.db import IngestSummary, Store
+from rag.store.db import Store
 from rag.store.models import Paper
-from rag.store.records import PaperRecord
+from rag.store.records import IngestSummary, PaperRecord
+from rag.store.upsert import upsert_papers
 
 
 def arxiv_stub_ids(store: Store) -> list[str]:
@@ -24,8 +25,6 @@ def arxiv_stub_ids(store: Store) -> list[str]:
 
 def save_papers(store: Store, papers: list[PaperRecord]) -> IngestSummary:
     """Upsert papers by key in one transaction; returns new/updated/unchanged counts."""
-    from rag.store.upsert import upsert_papers
-
     summary = IngestSummary(changed_post_ids=[])
     with store.session() as s:
         upsert_papers(s, papers, summary)

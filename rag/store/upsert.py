@@ -14,10 +14,9 @@ from sqlalchemy import String, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.tme import is_internal_key, title_key
-from rag.store.db import IngestSummary
 from rag.store.dedupe import is_near_duplicate, shingles
 from rag.store.models import Channel, Paper, Post, PostPaper, utcnow
-from rag.store.records import PaperRecord, PostRecord, SourceBatch
+from rag.store.records import IngestSummary, PaperRecord, PostRecord, SourceBatch
 
 
 @dataclass
