@@ -45,8 +45,8 @@ class QueueFullError(InferenceError):
 
 
 class ContextLengthError(InferenceError):
-    """The prompt does not fit the context limit. Worded as OpenAI words it: LiteLLM and LangChain
-    recognise an overflow by "maximum context length" in the message."""
+    """The prompt does not fit the context limit. Worded as OpenAI words it: LiteLLM recognises an
+    overflow by "maximum context length" in the message (the server adds the code LangChain looks for)."""
 
 
 class EmptyPromptError(InferenceError):

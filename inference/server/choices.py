@@ -95,7 +95,11 @@ class ChoiceRunner:
             ) from None
         except ContextLengthError as exc:
             self.cancel(reqs)
-            raise APIError(400, str(exc), param=prompt_param, code="context_length_exceeded") from None
+            # The code goes into the message too: langchain-openai 1.7 spots an overflow by
+            # "context_length_exceeded" in str(error), and openai-python 3.x puts only the message
+            # there (2.x put the whole body); LiteLLM matches OpenAI's "maximum context length" wording.
+            message = f"{exc} (context_length_exceeded)"
+            raise APIError(400, message, param=prompt_param, code="context_length_exceeded") from None
         except EmptyPromptError as exc:
             self.cancel(reqs)
             raise APIError(400, str(exc), param=prompt_param, code="empty_prompt") from None
