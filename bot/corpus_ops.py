@@ -17,9 +17,8 @@ from typing import Any
 
 from bot.writer_lock import writer_lock
 from core.errors import IngestError
-from ingest.bot_api import FORMAT as LIVE_FORMAT
 from ingest.bot_api import location_for, message_batch
-from ingest.pipeline import IngestReport, ingest_locations
+from ingest.pipeline import IngestReport, ingest_locations, reingest_all, rereadable_sources
 from rag.store import IngestSummary, Store
 
 log = logging.getLogger(__name__)
@@ -64,30 +63,27 @@ class CorpusOps:
 
             return await asyncio.to_thread(work)
 
-    def file_sources(self) -> list[str]:
-        """Sources that can be read again (live channel posts have no file behind them)."""
-        return [s.location for s in self.store.list_sources() if s.format != LIVE_FORMAT]
-
     async def reingest(self, progress: Progress | None = None) -> IngestReport:
-        """Re-run every file source; `progress` is called on the event loop after each source."""
+        """Re-run every file source (`ingest.pipeline.reingest_all`, as `ingest --all` does);
+        `progress(done, total, location)` is called on the event loop after each source."""
         if self._lock.locked():
             raise RuntimeError("a re-ingest is already running")
         async with self._lock:
             loop = asyncio.get_running_loop()
-            infos = [s for s in await asyncio.to_thread(self.store.list_sources) if s.format != LIVE_FORMAT]
-            if not infos:
+            sources = await asyncio.to_thread(rereadable_sources, self.store)
+            if not sources:
                 raise IngestError("no sources ingested yet: send a result.json export or a PDF first")
+            done = 0
+
+            def on_source(location: str, _summary: IngestSummary | None, _error: str | None) -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    loop.call_soon_threadsafe(progress, done, len(sources), location)
 
             def work() -> IngestReport:
                 with self._writing("reingest"):
-                    report = IngestReport()
-                    for done, info in enumerate(infos, start=1):
-                        one = ingest_locations(self.store, [info.location], channel_hint=info.channel_hint)
-                        report.summary.add(one.summary)
-                        report.errors.extend(one.errors)
-                        report.sources += one.sources
-                        if progress is not None:
-                            loop.call_soon_threadsafe(progress, done, len(infos), info.location)
+                    report = reingest_all(self.store, sources, on_source=on_source)
                     self._sync_index()
                     return report
 

@@ -18,9 +18,10 @@ from core.errors import IngestError
 from ingest.encoding import check_not_double_encoded, utf16_to_utf8
 from ingest.options import ReadOptions
 from ingest.registry import RawSource, detect
-from rag.store import IngestSummary, Store
+from rag.store import IngestSummary, SourceInfo, Store
 
 log = logging.getLogger(__name__)
+SourceHook = Callable[[str, IngestSummary | None, str | None], None]  # (location, summary, error)
 URL = re.compile(r"^https?://", re.I)
 # Files that are never sources: hidden files, editor backups, media of exports.
 IGNORED_SUFFIXES = {
@@ -191,7 +192,7 @@ def ingest_locations(
     channel_hint: str | None = None,
     force: bool = False,
     options: ReadOptions | None = None,
-    on_source: Callable[[str, IngestSummary | None, str | None], None] | None = None,
+    on_source: SourceHook | None = None,
 ) -> IngestReport:
     """Ingest every location; `on_source(location, summary, error)` is called after each one."""
     report = IngestReport()
@@ -217,13 +218,25 @@ def ingest_locations(
     return report
 
 
-def reingest_all(store: Store, **kwargs) -> IngestReport:
-    """Re-run every source the store remembers (`ingest --all`, the bot's /reingest), each read
-    with the options (--tz, --chat) it was first ingested with."""
+def rereadable_sources(store: Store) -> list[SourceInfo]:
+    """The sources a re-ingest reads again: every one the store remembers except live channel
+    posts (the bot's channel_post updates), which have no file behind them."""
     from ingest.bot_api import FORMAT as LIVE_FORMAT
 
-    # Live channel posts (the bot's channel_post updates) have no file behind them to re-read.
-    sources = [info for info in store.list_sources() if info.format != LIVE_FORMAT]
+    return [info for info in store.list_sources() if info.format != LIVE_FORMAT]
+
+
+def reingest_all(
+    store: Store,
+    sources: list[SourceInfo] | None = None,
+    *,
+    force: bool = False,
+    on_source: SourceHook | None = None,
+) -> IngestReport:
+    """Re-run `sources` (default: `rereadable_sources`), each read with the options (--tz, --chat)
+    it was first ingested with: `ingest --all` and the bot's /reingest. `on_source(location,
+    summary, error)` is called exactly once per source, so a progress total of `len(sources)` ends full."""
+    sources = rereadable_sources(store) if sources is None else sources
     if not sources:
         raise IngestError("no sources ingested yet: run research-bot ingest PATH first")
     report = IngestReport()
@@ -232,12 +245,16 @@ def reingest_all(store: Store, **kwargs) -> IngestReport:
             options = ReadOptions.from_stored(info.options)
         except IngestError as exc:  # a zone this machine does not know
             report.fail(f"{info.location}: {exc}")
+            if on_source:
+                on_source(info.location, None, report.errors[-1])
             continue
         one = ingest_locations(
-            store, [info.location], channel_hint=info.channel_hint, options=options, **kwargs
+            store, [info.location], channel_hint=info.channel_hint, options=options, force=force
         )
         report.summary.add(one.summary)
         report.errors.extend(one.errors)
         report.notes.extend(one.notes)
         report.sources += one.sources
+        if on_source:
+            on_source(info.location, one.summary if one.ok else None, "; ".join(one.errors) or None)
     return report

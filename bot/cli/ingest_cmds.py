@@ -22,7 +22,7 @@ from bot.cli.output import safe
 from bot.services import open_corpus
 from core.errors import IngestError
 from ingest.options import ReadOptions
-from ingest.pipeline import expand, ingest_locations, reingest_all
+from ingest.pipeline import expand, ingest_locations, reingest_all, rereadable_sources
 
 
 @app.command()
@@ -65,10 +65,8 @@ def ingest(
     options = ReadOptions(tz=tz, chats=tuple(chat or ()))
     settings = settings_for(data_dir)
     store = open_corpus(settings)
-    if all_sources:
-        locations = [s.location for s in store.list_sources()]
-    else:
-        locations, _ = expand(paths or [])
+    sources = rereadable_sources(store) if all_sources else []  # live channel posts: no file to re-read
+    locations = [s.location for s in sources] if all_sources else expand(paths or [])[0]
     with progress_bar("ingest", hidden=as_json) as progress:
         task = progress.add_task("", total=len(locations))
         printed: set[str] = set()
@@ -80,7 +78,7 @@ def ingest(
                 err_console.print(f"[yellow]failed[/yellow] {safe(error)}", highlight=False, soft_wrap=True)
 
         if all_sources:
-            report = reingest_all(store, force=force, on_source=on_source)
+            report = reingest_all(store, sources, force=force, on_source=on_source)
         else:
             report = ingest_locations(
                 store, paths or [], channel_hint=channel, force=force, options=options, on_source=on_source

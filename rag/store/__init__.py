@@ -4,7 +4,7 @@
 touches SQLAlchemy sessions; callers use the `Store` methods and plain record dataclasses.
 """
 
-from rag.store.db import Store, open_store
+from rag.store.db import SourceInfo, Store, open_store
 from rag.store.records import IngestSummary, PaperRecord, PostRecord, SourceBatch
 
-__all__ = ["IngestSummary", "PaperRecord", "PostRecord", "SourceBatch", "Store", "open_store"]
+__all__ = ["IngestSummary", "PaperRecord", "PostRecord", "SourceBatch", "SourceInfo", "Store", "open_store"]
