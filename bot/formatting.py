@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any
 
 from bot.texts import t
 from core.text import CITATION, citation_numbers, utf16_len
 from core.tme import find_post_link
+from rag.types import Answer, Citation
 
 TELEGRAM_LIMIT = 4096
 _TOKEN = re.compile(r"(<[^>]*>)|(&#?\w+;)|([^<&]+)|([<&])")
@@ -36,22 +36,13 @@ def link(url: str | None, label: str) -> str:
     return f'<a href="{attr(url)}">{escape(label)}</a>' if url else escape(label)
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def source_label(citation: Any) -> str:
+def source_label(citation: Citation) -> str:
     """'@channel/123 · 2025-04-28' for posts, the title for papers, else the URL. A post without a
     permalink (page dumps) also gets its first words, so a reader can find it in the channel."""
-    title = _get(citation, "title")
-    url = _get(citation, "url")
-    channel = _get(citation, "channel")
-    date = _get(citation, "date")
-    date_text = str(date)[:10] if date else ""
+    title, url, channel, lead = citation.title, citation.url, citation.channel, citation.lead
+    date_text = citation.date.date().isoformat() if citation.date else ""
     if title:
-        label = str(title)
+        label = title
     elif channel and url and (post := find_post_link(url)):
         label = f"@{channel}/{post.message_id}"
     elif channel:
@@ -59,17 +50,16 @@ def source_label(citation: Any) -> str:
     else:
         label = url or "?"
     label = f"{label} · {date_text}" if date_text else label
-    lead = _get(citation, "lead")
     if lead and not title and not (url and find_post_link(url)):
         label = f"{label} · «{lead}»"
     return label
 
 
-def render_answer(answer: Any, lang: str) -> str:
+def render_answer(answer: Answer, lang: str) -> str:
     """The final answer message as Telegram HTML: text with linked [n] markers, then the sources."""
-    citations = list(_get(answer, "citations", []) or [])
-    urls = {int(_get(c, "n")): _get(c, "url") for c in citations if _get(c, "n") is not None}
-    body = escape(str(_get(answer, "answer", "") or "").strip())
+    citations = answer.citations
+    urls = {c.n: c.url for c in citations}
+    body = escape(answer.answer.strip())
 
     def _link_markers(match: re.Match[str]) -> str:
         numbers = citation_numbers(match.group(1))
@@ -79,23 +69,22 @@ def render_answer(answer: Any, lang: str) -> str:
     lines = []
     if body:
         lines.append(body)
-    notice = _get(answer, "notice")
-    if notice:
-        lines.append(f"<i>{escape(str(notice))}</i>")
+    if answer.notice:
+        lines.append(f"<i>{escape(answer.notice)}</i>")
     if citations:
-        items = [f"{_get(c, 'n')}. {link(_get(c, 'url'), source_label(c))}" for c in citations]
+        items = [f"{c.n}. {link(c.url, source_label(c))}" for c in citations]
         lines.append(f"<b>{escape(t(lang, 'sources_title'))}</b>\n" + "\n".join(items))
     return "\n\n".join(lines)
 
 
-def render_quotes(citations: list[Any], lang: str) -> str:
+def render_quotes(citations: list[Citation], lang: str) -> str:
     """The "Sources" button's expansion: each source with its quote in a blockquote."""
     if not citations:
         return escape(t(lang, "no_quotes"))
     blocks = []
     for c in citations:
-        quote = str(_get(c, "quote", "") or "").strip()
-        head = f"{_get(c, 'n')}. {link(_get(c, 'url'), source_label(c))}"
+        quote = c.quote.strip()
+        head = f"{c.n}. {link(c.url, source_label(c))}"
         blocks.append(f"{head}\n<blockquote>{escape(quote)}</blockquote>" if quote else head)
     return "\n\n".join(blocks)
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.corpus_ops import CorpusOps
+from bot.seams import CrossPoster, RagServices
 from bot.settings import Settings
 from core.errors import CrosspostError
 from core.tme import parse_post_link
+from crosspost.model import SourcePost
 from rag.store import Store, open_store
+
+if TYPE_CHECKING:  # loaded when used: the CLI's start-up stays short
+    from crosspost.service import ConversionResult
+    from rag.llm import LLMConfig
+    from rag.service import RagService
 
 
 def open_corpus(settings: Settings) -> Store:
@@ -17,7 +24,7 @@ def open_corpus(settings: Settings) -> Store:
     return open_store(settings.resolved_database_url)
 
 
-def llm_config(settings: Settings) -> Any:
+def llm_config(settings: Settings) -> LLMConfig | None:
     """The LLM endpoint settings as the plain `rag.llm.LLMConfig` (None: no LLM configured)."""
     from rag.llm import LLMConfig
 
@@ -31,7 +38,7 @@ def llm_config(settings: Settings) -> Any:
     )
 
 
-def build_rag(settings: Settings, store: Store) -> Any:
+def build_rag(settings: Settings, store: Store) -> RagService:
     """The retrieval and answer service (rag.service.RagService); the model loads on first use."""
     from rag.service import build_rag as _build
 
@@ -45,8 +52,8 @@ class Services:
 
     settings: Settings
     store: Store
-    rag: Any  # rag.service.RagService: search / ask / stream_answer / forget / sync / reindex
-    crosspost: Any  # CrosspostService: convert(source, *, lang, fresh) -> ConversionResult.to_json()
+    rag: RagServices  # rag.service.RagService in the running bot
+    crosspost: CrossPoster  # CrosspostService in the running bot
     corpus: CorpusOps
 
     def workflow_data(self) -> dict[str, Any]:
@@ -60,32 +67,26 @@ class Services:
         }
 
     def close(self) -> None:
-        close = getattr(self.rag, "close", None)
-        if callable(close):
-            close()
+        self.rag.close()
         self.store.close()
 
 
 class CrosspostService:
     """Binds the store and the LLM settings for the bot's conversions.
 
-    `source` is a post link (`https://t.me/<channel>/<id>`, read from the store) or a dict with the
-    message's `text` and Bot API `entities`. Text is never treated as a file path: a user's message
-    must not make the bot read files on the server. Returns `ConversionResult.to_json()`.
+    `source` is a post link (`https://t.me/<channel>/<id>`, read from the store) or a `SourcePost`
+    with the message's text and Bot API entities. Text is never treated as a file path: a user's
+    message must not make the bot read files on the server.
     """
 
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
         self.store = store
 
-    def _llm(self) -> Any:
-        return llm_config(self.settings)
-
     def convert(
-        self, source: str | dict[str, Any], *, lang: str | None = None, fresh: bool = False
-    ) -> dict[str, Any]:
+        self, source: str | SourcePost, *, lang: str | None = None, fresh: bool = False
+    ) -> ConversionResult:
         """`fresh=True` translates again instead of reusing the stored translation."""
-        from crosspost.model import SourcePost
         from crosspost.service import convert
         from crosspost.sources import load_stored
 
@@ -95,20 +96,16 @@ class CrosspostService:
                 raise CrosspostError(f"{source!r} is not a post link (expected https://t.me/<channel>/<id>)")
             post = load_stored(ref, store=self.store)
         else:
-            post = SourcePost(
-                text=str(source.get("text") or ""),
-                entities=list(source.get("entities") or []),
-                origin="the message",
-            )
+            post = source
         store = None if fresh else self.store
         return convert(
             post,
             lang=lang or self.settings.crosspost_lang,
             store=store,
-            llm=self._llm(),
+            llm=llm_config(self.settings),
             rules_file=self.settings.crosspost_rules,
             glossary_file=self.settings.crosspost_glossary,
-        ).to_json()
+        )
 
 
 def build_services(settings: Settings) -> Services:

@@ -12,12 +12,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import OrderedDict
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CallbackQuery
+from aiogram.types import CallbackQuery, Message
 
 from bot.streaming import DraftSupport
+from crosspost.model import SourcePost
+from rag.types import Citation
+
+if TYPE_CHECKING:
+    from crosspost.service import ConversionResult
+
+T = TypeVar("T")
 
 
 class SourcesCb(CallbackData, prefix="src"):
@@ -39,19 +47,27 @@ Owner = tuple[int, int]  # (chat id, user id)
 STALE, NOT_YOURS = "stale_button", "not_yours"  # also the keys of their texts in bot.texts
 
 
-class Lru:
+@dataclass
+class Conversion:
+    """A preview's source (kept for "re-translate") and the service's result."""
+
+    source: str | SourcePost
+    result: ConversionResult
+
+
+class Lru(Generic[T]):
     def __init__(self, size: int):
         self.size = size
-        self._items: OrderedDict[str, tuple[Owner, Any]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Owner, T]] = OrderedDict()
 
-    def put(self, value: Any, owner: Owner) -> str:
+    def put(self, value: T, owner: Owner) -> str:
         key = secrets.token_urlsafe(9)  # 12 characters; callback data stays far below 64 bytes
         self._items[key] = (owner, value)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
         return key
 
-    def lookup(self, key: str, owner: Owner) -> tuple[Any | None, str | None]:
+    def lookup(self, key: str, owner: Owner) -> tuple[T | None, str | None]:
         """(value, None) for the owner; (None, STALE) for an unknown key; (None, NOT_YOURS) otherwise."""
         item = self._items.get(key)
         if item is None:
@@ -61,25 +77,25 @@ class Lru:
         self._items.move_to_end(key)
         return item[1], None
 
-    def replace(self, key: str, value: Any) -> None:
+    def replace(self, key: str, value: T) -> None:
         owner, _ = self._items[key]
         self._items[key] = (owner, value)
 
 
-def owner_of(event: Any) -> Owner | None:
+def owner_of(event: Message | CallbackQuery) -> Owner | None:
     """(chat id, user id) of a message or a button press (user 0 when a message has no sender,
-    e.g. one sent on behalf of a chat, so no press matches it); None without a chat."""
-    user = getattr(event, "from_user", None)
+    e.g. one sent on behalf of a chat, so no press matches it); None without a chat (a press on
+    a message too old for Telegram to send)."""
+    user = event.from_user
     message = event.message if isinstance(event, CallbackQuery) else event
-    chat = getattr(message, "chat", None)
-    if chat is None:
+    if message is None:
         return None
-    return (chat.id, user.id if user is not None else 0)
+    return (message.chat.id, user.id if user is not None else 0)
 
 
 class UiState:
     def __init__(self, max_concurrent_answers: int = 4, cache_size: int = 2000):
-        self.answers = Lru(cache_size)  # key -> list of citations
-        self.conversions = Lru(cache_size)  # key -> {"source": str, "result": dict, "lang": str}
+        self.answers: Lru[list[Citation]] = Lru(cache_size)  # key -> the answer's citations
+        self.conversions: Lru[Conversion] = Lru(cache_size)
         self.drafts = DraftSupport(True)
         self.answer_slots = asyncio.Semaphore(max_concurrent_answers)

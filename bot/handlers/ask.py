@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from typing import Any
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
@@ -19,28 +17,26 @@ from aiogram.utils.chat_action import ChatActionSender
 
 from bot.formatting import render_answer, render_quotes, split_html
 from bot.handlers.common import lang, reply_html
+from bot.seams import Answers
 from bot.settings import Settings
 from bot.streaming import AnswerStreamer
 from bot.texts import t
 from bot.ui import STALE, ConvertCb, SourcesCb, UiState, owner_of
 from core.tme import find_post_link
+from rag.types import Answer, Citation
 
 
 def memory_key(message: Message) -> str:
     return f"tg:{message.chat.id}"
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
-def answer_keyboard(citations: list[Any], key: str, language: str) -> InlineKeyboardMarkup | None:
+def answer_keyboard(citations: list[Citation], key: str, language: str) -> InlineKeyboardMarkup | None:
     if not citations:
         return None
     rows = [[InlineKeyboardButton(text=t(language, "btn_sources"), callback_data=SourcesCb(key=key).pack())]]
     convert = []
     for citation in citations:
-        ref = find_post_link(str(_get(citation, "url") or ""))
+        ref = find_post_link(citation.url or "")
         if ref is None or len(convert) >= 3:
             continue
         try:
@@ -48,25 +44,15 @@ def answer_keyboard(citations: list[Any], key: str, language: str) -> InlineKeyb
         except ValueError:  # callback data is at most 64 bytes: a very long channel name gets no button
             continue
         convert.append(
-            InlineKeyboardButton(text=t(language, "btn_convert", n=_get(citation, "n")), callback_data=data)
+            InlineKeyboardButton(text=t(language, "btn_convert", n=citation.n), callback_data=data)
         )
     if convert:
         rows.append(convert)
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def _answer_items(rag: Any, question: str, key: str) -> AsyncIterator[Any]:
-    """Text deltas then one final Answer; services without streaming give the Answer alone."""
-    stream = getattr(rag, "stream_answer", None)
-    if stream is None:
-        yield await asyncio.to_thread(rag.ask, question, memory_key=key)
-        return
-    async for item in stream(question, memory_key=key):
-        yield item
-
-
 async def answer_question(
-    message: Message, question: str, *, bot: Bot, rag: Any, settings: Settings, ui: UiState
+    message: Message, question: str, *, bot: Bot, rag: Answers, settings: Settings, ui: UiState
 ) -> None:
     language = lang(message)
     question = question.strip()
@@ -95,22 +81,22 @@ async def answer_question(
             drafts=ui.drafts,
             thread_id=message.message_thread_id,
         )
-        final = None
-        async for item in _answer_items(rag, question, memory_key(message)):
+        final: Answer | None = None
+        async for item in rag.stream_answer(question, memory_key=memory_key(message)):
             if isinstance(item, str):
                 await streamer.feed(item)
             else:
                 final = item
         if final is None:
             raise RuntimeError("the answer stream ended without a final Answer")
-        citations = list(_get(final, "citations") or [])
+        citations = list(final.citations)
         key = ui.answers.put(citations, owner=owner_of(message) or (message.chat.id, 0))
         parts = split_html(render_answer(final, language))
         await streamer.finish(parts, answer_keyboard(citations, key, language))
 
 
 async def on_ask(
-    message: Message, command: CommandObject, bot: Bot, rag: Any, settings: Settings, ui: UiState
+    message: Message, command: CommandObject, bot: Bot, rag: Answers, settings: Settings, ui: UiState
 ) -> None:
     if not (command.args or "").strip():
         await message.reply(t(lang(message), "ask_usage"), parse_mode=None)
@@ -118,19 +104,21 @@ async def on_ask(
     await answer_question(message, command.args or "", bot=bot, rag=rag, settings=settings, ui=ui)
 
 
-async def on_new(message: Message, rag: Any) -> None:
+async def on_new(message: Message, rag: Answers) -> None:
     await asyncio.to_thread(rag.forget, memory_key(message))
     await message.reply(t(lang(message), "new_done"), parse_mode=None)
 
 
-async def on_private_text(message: Message, bot: Bot, rag: Any, settings: Settings, ui: UiState) -> None:
+async def on_private_text(message: Message, bot: Bot, rag: Answers, settings: Settings, ui: UiState) -> None:
     if (message.text or "").startswith("/"):
         await message.reply(t(lang(message), "start"), parse_mode=None)  # an unknown command
         return
     await answer_question(message, message.text or "", bot=bot, rag=rag, settings=settings, ui=ui)
 
 
-async def on_private_caption(message: Message, bot: Bot, rag: Any, settings: Settings, ui: UiState) -> None:
+async def on_private_caption(
+    message: Message, bot: Bot, rag: Answers, settings: Settings, ui: UiState
+) -> None:
     await answer_question(message, message.caption or "", bot=bot, rag=rag, settings=settings, ui=ui)
 
 
@@ -157,7 +145,7 @@ async def addressed_in_group(message: Message, bot: Bot) -> dict[str, str] | boo
 
 
 async def on_group_message(
-    message: Message, question: str, bot: Bot, rag: Any, settings: Settings, ui: UiState
+    message: Message, question: str, bot: Bot, rag: Answers, settings: Settings, ui: UiState
 ) -> None:
     await answer_question(message, question, bot=bot, rag=rag, settings=settings, ui=ui)
 

@@ -9,7 +9,7 @@ are shown as the crosspost service measured them (each network's own counter).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
@@ -18,25 +18,26 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.formatting import escape, split_html, utf16_len
 from bot.handlers.common import lang
+from bot.seams import CrossPoster
 from bot.texts import t
-from bot.ui import STALE, ConvertCb, Owner, UiState, XpostCb, owner_of
+from bot.ui import STALE, Conversion, ConvertCb, Owner, UiState, XpostCb, owner_of
 from core.errors import CrosspostError
 from core.tme import parse_post_link, post_url
 from crosspost import NETWORKS
+from crosspost.model import SourcePost
+
+if TYPE_CHECKING:
+    from crosspost.service import ConversionResult
 
 PREVIEW_BUDGET = 3900  # leave room under 4,096 for the "more parts" line
 
 
-def _as_json(result: Any) -> dict[str, Any]:
-    return result if isinstance(result, dict) else result.to_json()
-
-
-def render_preview(result: dict[str, Any], network: str, language: str) -> str:
+def render_preview(result: ConversionResult, network: str, language: str) -> str:
     """One network's parts with their counted length and limit, and the service's notices."""
-    target = result["targets"][network]
-    parts = target.get("parts", [])
-    limit = parts[0].get("limit") if parts else None
-    mark = t(language, "translated_mark" if target.get("translated") else "not_translated_mark")
+    target = result.targets[network]
+    parts = target.parts
+    limit = parts[0].limit if parts else None
+    mark = t(language, "translated_mark" if target.translated else "not_translated_mark")
     header = t(
         language,
         "crosspost_header",
@@ -46,18 +47,14 @@ def render_preview(result: dict[str, Any], network: str, language: str) -> str:
         translated=mark,
     )
     blocks = [f"<b>{escape(header)}</b>"]
-    blocks += [f"<i>{escape(str(notice))}</i>" for notice in result.get("notices") or []]
-    blocks += [f"<i>{escape(str(notice))}</i>" for notice in target.get("notices") or []]
-    if target.get("error"):  # this network could not take the post; the others have their parts
-        blocks.append(f"⚠️ {escape(str(target['error']))}")
+    blocks += [f"<i>{escape(notice)}</i>" for notice in result.notices]
+    blocks += [f"<i>{escape(notice)}</i>" for notice in target.notices]
+    if target.error:  # this network could not take the post; the others have their parts
+        blocks.append(f"⚠️ {escape(target.error)}")
     used = sum(utf16_len(b) + 2 for b in blocks)
     for index, part in enumerate(parts, start=1):
-        counted = part.get("length")
-        counted = f"{counted}/{part['limit']}" if part.get("limit") is not None else f"{counted}"
-        block = (
-            f"<i>{index}/{len(parts)} · {counted}</i>\n"
-            f"<blockquote>{escape(str(part.get('text', '')))}</blockquote>"
-        )
+        counted = f"{part.length}/{part.limit}" if part.limit is not None else f"{part.length}"
+        block = f"<i>{index}/{len(parts)} · {counted}</i>\n<blockquote>{escape(part.text)}</blockquote>"
         if used + utf16_len(block) > PREVIEW_BUDGET:
             blocks.append(f"<i>… +{len(parts) - index + 1} → 🧵</i>")
             break
@@ -66,13 +63,13 @@ def render_preview(result: dict[str, Any], network: str, language: str) -> str:
     return "\n\n".join(blocks)
 
 
-def preview_keyboard(result: dict[str, Any], key: str, network: str, language: str) -> InlineKeyboardMarkup:
+def preview_keyboard(result: ConversionResult, key: str, network: str, language: str) -> InlineKeyboardMarkup:
     def button(text: str, action: str, net: str) -> InlineKeyboardButton:
         return InlineKeyboardButton(
             text=text, callback_data=XpostCb(key=key, action=action, network=net).pack()
         )
 
-    networks = list(result["targets"])
+    networks = list(result.targets)
     switch = [button(("• " if n == network else "") + NETWORKS.get(n, n), "show", n) for n in networks]
     rows = [switch[i : i + 3] for i in range(0, len(switch), 3)]
     rows.append(
@@ -86,20 +83,20 @@ def preview_keyboard(result: dict[str, Any], key: str, network: str, language: s
 
 async def convert_and_preview(
     message: Message,
-    source: str | dict[str, Any],
+    source: str | SourcePost,
     *,
-    crosspost: Any,
+    crosspost: CrossPoster,
     ui: UiState,
     language: str,
     owner: Owner,
     reply_to: int | None = None,
 ) -> None:
     """`owner`: the (chat, user) whose request this is; only they can use the preview's buttons."""
-    result = _as_json(await asyncio.to_thread(crosspost.convert, source))
-    if not result.get("targets"):
+    result = await asyncio.to_thread(crosspost.convert, source)
+    if not result.targets:
         raise RuntimeError("the crosspost service returned no targets")
-    key = ui.conversions.put({"source": source, "result": result}, owner=owner)
-    network = next(iter(result["targets"]))
+    key = ui.conversions.put(Conversion(source, result), owner=owner)
+    network = next(iter(result.targets))
     await message.answer(
         render_preview(result, network, language),
         parse_mode="HTML",
@@ -108,12 +105,12 @@ async def convert_and_preview(
     )
 
 
-def _owner(event: Any) -> Owner:
+def _owner(event: Message | CallbackQuery) -> Owner:
     return owner_of(event) or (0, 0)
 
 
 async def _reply_preview(
-    message: Message, source: str | dict[str, Any], *, crosspost: Any, ui: UiState
+    message: Message, source: str | SourcePost, *, crosspost: CrossPoster, ui: UiState
 ) -> None:
     """The preview as a reply to the user's message; its buttons are that user's in that chat."""
     await convert_and_preview(
@@ -127,16 +124,20 @@ async def _reply_preview(
     )
 
 
-def _message_source(message: Message) -> dict[str, Any] | None:
+def _message_source(message: Message) -> SourcePost | None:
     """The text and entities of a message (text or caption), as the crosspost service takes them."""
     text = message.text or message.caption
     if not text:
         return None
     entities = message.entities if message.text else message.caption_entities
-    return {"text": text, "entities": [e.model_dump(mode="json", exclude_none=True) for e in entities or []]}
+    return SourcePost(
+        text=text,
+        entities=[e.model_dump(mode="json", exclude_none=True) for e in entities or []],
+        origin="the message",
+    )
 
 
-def _forward_source(message: Message) -> str | dict[str, Any] | None:
+def _forward_source(message: Message) -> str | SourcePost | None:
     """A forwarded channel post: its link when the channel is public (the stored copy), else its text."""
     origin = message.forward_origin
     if origin is None or origin.type != "channel":
@@ -147,7 +148,7 @@ def _forward_source(message: Message) -> str | dict[str, Any] | None:
     return _message_source(message)
 
 
-def _command_source(message: Message, args: str) -> str | dict[str, Any] | None:
+def _command_source(message: Message, args: str) -> str | SourcePost | None:
     if parse_post_link(args):
         return args
     if args:
@@ -159,14 +160,14 @@ def _command_source(message: Message, args: str) -> str | dict[str, Any] | None:
             for e in message.entities or []
             if e.offset >= shift
         ]
-        return {"text": args, "entities": entities}
+        return SourcePost(text=args, entities=entities, origin="the message")
     reply = message.reply_to_message
     if reply is not None:
         return _forward_source(reply) or _message_source(reply)
     return None
 
 
-async def on_crosspost(message: Message, command: CommandObject, crosspost: Any, ui: UiState) -> None:
+async def on_crosspost(message: Message, command: CommandObject, crosspost: CrossPoster, ui: UiState) -> None:
     language = lang(message)
     source = _command_source(message, (command.args or "").strip())
     if not source:
@@ -175,7 +176,7 @@ async def on_crosspost(message: Message, command: CommandObject, crosspost: Any,
     await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
-async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
+async def on_forward(message: Message, crosspost: CrossPoster, ui: UiState) -> None:
     language = lang(message)
     source = _forward_source(message)
     if source is None:
@@ -193,13 +194,13 @@ async def on_forward(message: Message, crosspost: Any, ui: UiState) -> None:
     await _reply_preview(message, source, crosspost=crosspost, ui=ui)
 
 
-async def on_post_link(message: Message, crosspost: Any, ui: UiState) -> None:
+async def on_post_link(message: Message, crosspost: CrossPoster, ui: UiState) -> None:
     """A bare post link in a private chat: the user wants that post converted."""
     await _reply_preview(message, (message.text or "").strip(), crosspost=crosspost, ui=ui)
 
 
 async def on_convert_button(
-    query: CallbackQuery, callback_data: ConvertCb, crosspost: Any, ui: UiState
+    query: CallbackQuery, callback_data: ConvertCb, crosspost: CrossPoster, ui: UiState
 ) -> None:
     language = lang(query)
     if not isinstance(query.message, Message):
@@ -213,34 +214,34 @@ async def on_convert_button(
 
 
 async def on_preview_button(
-    query: CallbackQuery, callback_data: XpostCb, bot: Bot, crosspost: Any, ui: UiState
+    query: CallbackQuery, callback_data: XpostCb, bot: Bot, crosspost: CrossPoster, ui: UiState
 ) -> None:
     language = lang(query)
     owner = owner_of(query)
     entry, refused = ui.conversions.lookup(callback_data.key, owner) if owner else (None, STALE)
     network = callback_data.network
-    if entry is None or not isinstance(query.message, Message) or network not in entry["result"]["targets"]:
+    if entry is None or not isinstance(query.message, Message) or network not in entry.result.targets:
         await query.answer(t(language, refused or STALE), show_alert=True)
         return
     if callback_data.action == "thread":
         await query.answer()
-        for part in entry["result"]["targets"][network].get("parts", []):
+        for part in entry.result.targets[network].parts:
             # Plain text, exactly as counted: ready to copy into the network.
-            for chunk in split_html(escape(str(part.get("text", "")))) or [""]:
+            for chunk in split_html(escape(part.text)) or [""]:
                 await query.message.answer(chunk, parse_mode="HTML")
         return
     if callback_data.action == "retranslate":
         await query.answer(t(language, "crosspost_working"))
-        result = _as_json(await asyncio.to_thread(crosspost.convert, entry["source"], fresh=True))
-        entry = {"source": entry["source"], "result": result}
+        result = await asyncio.to_thread(crosspost.convert, entry.source, fresh=True)
+        entry = Conversion(entry.source, result)
         ui.conversions.replace(callback_data.key, entry)
     else:
         await query.answer()
     try:
         await query.message.edit_text(
-            render_preview(entry["result"], network, language),
+            render_preview(entry.result, network, language),
             parse_mode="HTML",
-            reply_markup=preview_keyboard(entry["result"], callback_data.key, network, language),
+            reply_markup=preview_keyboard(entry.result, callback_data.key, network, language),
         )
     except TelegramBadRequest as exc:  # the network already shown: nothing to change
         if "not modified" not in str(exc):

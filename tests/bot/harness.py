@@ -1,7 +1,8 @@
 """Running the real bot (create_bot + create_dispatcher + long polling) against the emulator.
 
-Also fakes with the services' method names (`FakeRag`, `FakeCrosspost`) for behaviour that does
-not depend on retrieval quality: pacing, splitting, rate limits, bad input.
+Also fakes of the bot's service Protocols (`bot.seams`: `FakeRag`, `FakeCrosspost`), returning the
+real result types, for behaviour that does not depend on retrieval quality: pacing, splitting,
+rate limits, bad input.
 """
 
 from __future__ import annotations
@@ -11,15 +12,22 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from bot.app import create_bot, create_dispatcher
 from bot.corpus_ops import CorpusOps
+from bot.seams import CrossPoster
 from bot.services import Services
 from bot.settings import Settings
 from core.errors import CrosspostError
+from crosspost.model import SourcePost
+from crosspost.service import ConversionResult, TargetResult
+from crosspost.targets.base import Part
+from rag.store import Store
+from rag.types import Answer, Citation
 from tests.bot.emulator import Emulator
 
 ADMIN = 777
@@ -148,51 +156,38 @@ def check_html(text: str) -> HtmlCheck:
 
 
 # --- fakes ---------------------------------------------------------------------------------------
-@dataclass
-class FakeCitation:
-    n: int
-    url: str | None
-    channel: str | None
-    date: str | None
-    quote: str
-    post_id: int | None = None
-    title: str | None = None
-
-
-@dataclass
-class FakeAnswer:
-    answer: str
-    mode: str = "extractive"
-    abstained: bool = False
-    citations: list[FakeCitation] = field(default_factory=list)
-    notice: str | None = None
+def _citations() -> list[Citation]:
+    return [
+        Citation(
+            1,
+            "https://t.me/quant_chan/12",
+            "quant_chan",
+            datetime(2025, 4, 28, tzinfo=UTC),
+            "INT8 <Q,K> & more",
+            1,
+        ),
+        Citation(2, "https://arxiv.org/abs/2410.02367", None, None, "FP16 PV", None, "SageAttention"),
+    ]
 
 
 @dataclass
 class FakeRag:
-    """RagService's method names; answers are scripted: `text` streamed in `chunks` pieces."""
+    """The bot's `RagServices`; answers are scripted: `text` streamed in `chunks` pieces, then the
+    final `rag.types.Answer`."""
 
     text: str = "SageAttention quantizes Q and K to INT8 [1]. It keeps PV in FP16 [2]."
     chunks: int = 4
     delay_s: float = 0.0
-    forgotten: list[str] = field(default_factory=list)
+    forgotten: list[str | None] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
     syncs: int = 0
 
-    def answer(self) -> FakeAnswer:
-        return FakeAnswer(
-            self.text,
-            citations=[
-                FakeCitation(
-                    1, "https://t.me/quant_chan/12", "quant_chan", "2025-04-28", "INT8 <Q,K> & more", 1
-                ),
-                FakeCitation(
-                    2, "https://arxiv.org/abs/2410.02367", None, None, "FP16 PV", None, "SageAttention"
-                ),
-            ],
-        )
+    def answer(self) -> Answer:
+        return Answer(self.text, "extractive", False, citations=_citations())
 
-    async def stream_answer(self, question: str, *, memory_key: str):
+    async def stream_answer(
+        self, question: str, *, memory_key: str | None = None
+    ) -> AsyncIterator[str | Answer]:
         self.questions.append(question)
         step = max(1, len(self.text) // self.chunks)
         for i in range(0, len(self.text), step):
@@ -201,43 +196,47 @@ class FakeRag:
             yield self.text[i : i + step]
         yield self.answer()
 
-    def ask(self, question: str, *, memory_key: str) -> FakeAnswer:
-        return self.answer()
-
-    def forget(self, memory_key: str) -> None:
+    def forget(self, memory_key: str | None) -> None:
         self.forgotten.append(memory_key)
 
-    def sync(self) -> None:
+    def sync(self) -> int:
         self.syncs += 1
+        return 0
 
-    def reindex(self) -> None:
+    def reindex(self) -> dict[str, Any]:
         self.syncs += 1
+        return {}
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
 class FakeCrosspost:
-    calls: list[Any] = field(default_factory=list)
+    """The bot's `CrossPoster`: a message's text cut for X and kept whole for LinkedIn."""
 
-    def convert(self, source: Any, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append((source, kwargs))
+    calls: list[tuple[str | SourcePost, dict[str, Any]]] = field(default_factory=list)
+
+    def convert(
+        self, source: str | SourcePost, *, lang: str | None = None, fresh: bool = False
+    ) -> ConversionResult:
+        self.calls.append((source, {k: v for k, v in (("lang", lang), ("fresh", fresh)) if v}))
         if isinstance(source, str):  # like the real service: a link must be in the store
             raise CrosspostError(f"{source} is not in the store")
-        text = source["text"]
-        return {
-            "source": text,
-            "targets": {
-                "x": {
-                    "parts": [{"text": text[:270], "length": len(text[:270]), "limit": 280}],
-                    "translated": False,
-                },
-                "linkedin": {
-                    "parts": [{"text": text, "length": len(text), "limit": 3000}],
-                    "translated": False,
-                },
+        text = source.text
+        return ConversionResult(
+            source=text,
+            lang=lang or "en",
+            source_lang="en",
+            targets={
+                "x": TargetResult("x", [Part(text[:270], len(text[:270]), 280)], translated=False),
+                "linkedin": TargetResult("linkedin", [Part(text, len(text), 3000)], translated=False),
             },
-        }
+        )
 
 
-def fake_services(settings: Settings, store: Any, rag: Any = None, crosspost: Any = None) -> Services:
+def fake_services(
+    settings: Settings, store: Store, rag: FakeRag | None = None, crosspost: CrossPoster | None = None
+) -> Services:
     rag = rag or FakeRag()
     return Services(settings, store, rag, crosspost or FakeCrosspost(), CorpusOps(store, rag))

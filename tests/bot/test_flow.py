@@ -294,7 +294,7 @@ async def test_forwarded_channel_post_preview_switch_retranslate_thread(fakes):
         await emu.wait_for(lambda: len(emu.bot_messages(60)) == 2)
     # The link was tried first (not in the store), then the forwarded text was converted.
     assert crosspost.calls[0][0] == "https://t.me/other_chan/5"
-    assert crosspost.calls[1][0]["text"] == "Hello from a public channel post"
+    assert crosspost.calls[1][0].text == "Hello from a public channel post"
     assert crosspost.calls[2][1] == {"fresh": True}
     assert "Hello from a public channel post" in check_html(preview["text"]).text
     assert emu.bot_messages(60)[1]["text"] == "Hello from a public channel post"
@@ -310,8 +310,8 @@ async def test_crosspost_text_keeps_its_formatting(fakes):
         )
         await emu.wait_for(lambda: emu.bot_messages(61))
     source, _ = fakes.crosspost.calls[0]
-    assert source["text"] == "😀 Bold claim here"
-    assert source["entities"] == [{"type": "bold", "offset": 3, "length": 4}]
+    assert source.text == "😀 Bold claim here"
+    assert source.entities == [{"type": "bold", "offset": 3, "length": 4}]
 
 
 async def test_admin_stats_sources_reindex(fakes, fake_rag, store):

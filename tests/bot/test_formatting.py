@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.formatting import escape, render_answer, split_html, utf16_len
-from tests.bot.harness import FakeAnswer, FakeCitation, check_html
+from rag.types import Answer, Citation
+from tests.bot.harness import check_html
 
 WORDS = st.sampled_from(
     [
@@ -69,12 +71,14 @@ def test_short_text_is_one_part_and_empty_is_none():
 
 
 def test_answer_escapes_model_output_and_links_citations():
-    answer = FakeAnswer(
+    answer = Answer(
         'Use <script>alert(1)</script> & "quotes" [1], see also [2, 3].',
+        "llm",
+        False,
         citations=[
-            FakeCitation(1, 'https://t.me/chan/5?a="x"&b=1', "chan", "2025-01-02", "q"),
-            FakeCitation(2, "https://arxiv.org/abs/2401.00001", None, None, "q", title="A <Paper>"),
-            FakeCitation(3, None, "chan", None, "q"),
+            Citation(1, 'https://t.me/chan/5?a="x"&b=1', "chan", datetime(2025, 1, 2, tzinfo=UTC), "q"),
+            Citation(2, "https://arxiv.org/abs/2401.00001", None, None, "q", title="A <Paper>"),
+            Citation(3, None, "chan", None, "q"),
         ],
     )
     html = render_answer(answer, "en")

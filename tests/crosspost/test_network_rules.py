@@ -340,7 +340,7 @@ def test_bot_preview_shows_a_networks_own_error():
     from bot.handlers.crosspost import render_preview
 
     url = "https://example.com/" + "a" * 600
-    result = convert("-", targets=["threads", "x"], stdin=_stdin(f"Смотрите {url}")).to_json()
+    result = convert("-", targets=["threads", "x"], stdin=_stdin(f"Смотрите {url}"))
     shown = render_preview(result, "threads", "en")
     assert "cannot be split" in shown and "limit 500" in shown
     assert "Смотрите" in render_preview(result, "x", "en")
