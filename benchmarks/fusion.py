@@ -164,7 +164,7 @@ def main() -> None:
     config = RagConfig(
         data_dir=args.data_dir, embedding_model=os.environ.get("RESEARCH_BOT_EMBEDDING_MODEL", DEFAULT_MODEL)
     )
-    service = RagService.open(config, store)
+    service = RagService(config, store)
     questions = load_questions(args.questions)
     prep = Prepared(service, questions)
     print(f"model {service.spec.identity}, {len(questions)} questions")

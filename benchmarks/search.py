@@ -99,7 +99,7 @@ def main() -> None:
     chunked = time.perf_counter()
     print(f"store write   {stored - started:7.1f} s    chunking {chunked - stored:7.1f} s")
 
-    service = RagService.open(RagConfig(data_dir=root, ann_threshold=args.ann_threshold), store)
+    service = RagService(RagConfig(data_dir=root, ann_threshold=args.ann_threshold), store)
     embedder = service.embedder()
     with store.session() as s:
         chunk_texts = [t for (t,) in s.execute(Chunk.__table__.select().with_only_columns(Chunk.text))]

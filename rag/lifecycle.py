@@ -23,7 +23,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,6 @@ class SyncReport:
     rebuilt: bool = False
     message: str | None = None
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {

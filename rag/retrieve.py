@@ -129,7 +129,6 @@ class Retriever:
         self.weights = weights or FusionWeights()
         self.sentences = sentences
         self._vectors: dict[str, np.ndarray] = {}
-        self._positions = {cid: i for i, cid in enumerate(generation.lexical.chunk_ids.tolist())}
 
     # --- filters ----------------------------------------------------------------------------
     def allowed_ids(

@@ -1,6 +1,6 @@
 """`RagService`: the one object front ends (CLI, bot) use for search, answers and index upkeep.
 
-Built once per process with `RagService.open(RagConfig(...), store)`; it loads the embedding model
+Built once per process with `RagService(RagConfig(...), store)`; it loads the embedding model
 lazily (first search/sync), picks up a new index generation when another process swapped one in,
 and keeps per-chat memory. Never imports `bot/`; settings arrive as the plain `RagConfig`.
 """
@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -51,7 +51,6 @@ class RagConfig:
     llm_context_tokens: int | None = None  # the served model's context; None: ask the endpoint
     translate_queries: bool = True  # ask the LLM (when configured) to translate en questions for BM25
     memory_turns: int = 3
-    extra: dict = field(default_factory=dict)
 
     @property
     def index_dir(self) -> Path:
@@ -96,10 +95,6 @@ class RagService:
             self.llm = LLMClient(
                 LLMConfig(config.llm_base_url, config.llm_api_key, config.llm_model, config.llm_timeout_s)
             )
-
-    @classmethod
-    def open(cls, config: RagConfig, store: Store) -> RagService:
-        return cls(config, store)
 
     # --- components ---------------------------------------------------------------------------
     def embedder(self) -> Embedder:
@@ -393,4 +388,4 @@ def config_from_settings(settings: object) -> RagConfig:
 
 
 def build_rag(settings: object, store: Store) -> RagService:
-    return RagService.open(config_from_settings(settings), store)
+    return RagService(config_from_settings(settings), store)

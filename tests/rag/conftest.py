@@ -127,7 +127,7 @@ def store(data_dir):
 @pytest.fixture
 def service(store, data_dir, shared_model) -> RagService:
     add_posts(store)
-    rag = RagService.open(RagConfig(data_dir=data_dir), store)
+    rag = RagService(RagConfig(data_dir=data_dir), store)
     rag.sync()
     yield rag
     rag.close()

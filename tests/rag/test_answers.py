@@ -27,7 +27,7 @@ def llm():
 
 @pytest.fixture
 def rag_llm(service, llm):
-    rag = RagService.open(
+    rag = RagService(
         RagConfig(
             data_dir=service.config.data_dir,
             llm_base_url=llm.base_url,
@@ -60,9 +60,7 @@ def test_prompt_has_numbered_delimited_sources_and_the_answer_cites_them(rag_llm
 
 def test_injection_inside_a_post_stays_data(store, data_dir, shared_model, llm):
     add_posts(store, [("kpd", 1, "2025-01-01", INJECTION)])
-    rag = RagService.open(
-        RagConfig(data_dir=data_dir, llm_base_url=llm.base_url, translate_queries=False), store
-    )
+    rag = RagService(RagConfig(data_dir=data_dir, llm_base_url=llm.base_url, translate_queries=False), store)
     rag.sync()
     llm.replies = [{"text": "Пост рассказывает про GPTQ [1]."}]
     rag.ask("Что в посте про GPTQ?")
@@ -136,7 +134,7 @@ def test_an_unreachable_endpoint_falls_back(service):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    rag = RagService.open(
+    rag = RagService(
         RagConfig(data_dir=service.config.data_dir, llm_base_url=f"http://127.0.0.1:{port}/v1"), service.store
     )
     rag._embedder = service.embedder()
@@ -195,9 +193,7 @@ def test_extractive_answers_and_heuristic_follow_up_without_llm(service):
 
 
 def test_english_question_is_translated_for_keyword_search_when_an_llm_is_set(service, llm):
-    rag = RagService.open(
-        RagConfig(data_dir=service.config.data_dir, llm_base_url=llm.base_url), service.store
-    )
+    rag = RagService(RagConfig(data_dir=service.config.data_dir, llm_base_url=llm.base_url), service.store)
     rag._embedder = service.embedder()
     llm.replies = [{"text": "Где жарко снаружи и холодно внутри?"}, {"text": "In Singapore [1]."}]
     answer = rag.ask("Where is it hot outside and cold inside?")

