@@ -108,7 +108,13 @@ def missing_detail(
     if unknown:
         return "unknown name: " + ", ".join(unknown)
     counted = counted_terms(question)
-    if counted and not gives_quantity(counted, texts):
+    # the amount of the thing the question names: "How many parameters does Inf-DiT have?" is not
+    # answered by another top post's "трансформер на 1.7B параметров"
+    names = [
+        m.group(0).casefold() for m in _NAME.finditer(question) if m.start() > 0 or not m.group(0).istitle()
+    ]
+    about = [t for t in texts if any(n in t.casefold() for n in names)] or texts
+    if counted and not gives_quantity(counted, about):
         return "no number of " + counted[0] + " in the posts"
     return None
 

@@ -130,24 +130,20 @@ def _same_stem(a: str, b: str) -> bool:
 
 
 def gives_quantity(terms: list[str], texts: list[str]) -> bool:
-    """True when a sentence of one of `texts` has a number together with what is counted (one of
-    `terms`, or its unit glued to the number: "80GB", "7B")."""
+    """True when a sentence of one of `texts` gives a number in the asked unit (one of `terms`):
+    glued to it ("80GB", "7B", "$5") or in the two words after it ("630 миллионами параметров",
+    "4 секунды"). A number in another unit does not count ("…миллионов параметров требуют 80Gb"
+    gives memory, not parameters)."""
     for text in texts:
         for sentence in sentences_of(text):
-            values = list(_VALUE.finditer(sentence))
-            if not values:
-                continue
-            if any(
-                v.group("unit") and any(_same_stem(v.group("unit").casefold(), t) for t in terms)
-                for v in values
-            ):
-                return True
-            stems = {
-                "%" if w == "%" else "$" if w == "$" else stem(normalize_token(w))
-                for w in _WORDS.findall(sentence)
-            }
-            if any(_same_stem(s, t) for s in stems for t in terms):
-                return True
+            for value in _VALUE.finditer(sentence):
+                units = [value.group("unit") or ""]
+                if value.group(0).startswith("$"):
+                    units.append("$")
+                units += _WORDS.findall(sentence[value.end() :])[:2]
+                stems = {stem(normalize_token(u)) if u not in ("%", "$") else u for u in units if u}
+                if any(_same_stem(s, t) for s in stems for t in terms):
+                    return True
     return False
 
 

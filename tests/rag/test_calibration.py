@@ -93,6 +93,17 @@ def test_an_amount_the_posts_give_is_answered(question):
     assert not SURE.decide(question, [LLAMA], VOCAB), SURE.reason(question, [LLAMA], VOCAB)
 
 
+def test_the_amount_must_be_of_the_named_thing_and_in_the_asked_unit():
+    infdit = Hit(2, 1.0, "t", 2, "c", None, None, None, coverage=0.6, sentence_cosine=0.9,
+                 post_text="Inf-DiT: U-Net размерами в сотни миллионов параметров требуют 80Gb VRAM.")  # fmt: skip
+    vocab = VOCAB | {"inf-dit", "inf", "dit"}
+    # 80Gb is memory, and LLAMA's "630M параметров" is another model's
+    assert SURE.reason("How many parameters does Inf-DiT have?", [infdit, LLAMA], vocab) == (
+        "no number of paramet in the posts"
+    )
+    assert not SURE.decide("How much memory does Inf-DiT need?", [infdit, LLAMA], vocab)
+
+
 def test_a_count_without_a_unit_is_not_checked():
     # posts often write a count without its noun ("их 16, а на файнтюне — 64"): no abstention from it
     assert counted_terms("Сколько шагов семплирования нужно?") is None
