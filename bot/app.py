@@ -35,12 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def create_bot(settings: Settings) -> Bot:
-    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
-        raise ConfigError(
-            "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export "
-            "TELEGRAM_BOT_TOKEN=<token> (or put it in .env)"
-        )
-    token = settings.telegram_bot_token.get_secret_value().strip()
+    token = settings.bot_token()
     register_secret(token)
     install_log_redaction()  # aiogram/aiohttp errors quote request URLs, and those hold the token
     server = TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.corpus_ops import CorpusOps
 from bot.seams import CrossPoster, RagServices
@@ -16,7 +17,7 @@ from rag.store import Store, open_store
 if TYPE_CHECKING:  # loaded when used: the CLI's start-up stays short
     from crosspost.service import ConversionResult
     from rag.llm import LLMConfig
-    from rag.service import RagService
+    from rag.service import RagConfig, RagService
 
 
 def open_corpus(settings: Settings) -> Store:
@@ -25,7 +26,8 @@ def open_corpus(settings: Settings) -> Store:
 
 
 def llm_config(settings: Settings) -> LLMConfig | None:
-    """The LLM endpoint settings as the plain `rag.llm.LLMConfig` (None: no LLM configured)."""
+    """The LLM endpoint settings as the plain `rag.llm.LLMConfig` (None: no LLM configured); the one
+    place they are read, for answers and for translation."""
     from rag.llm import LLMConfig
 
     if not settings.llm_base_url:
@@ -38,11 +40,58 @@ def llm_config(settings: Settings) -> LLMConfig | None:
     )
 
 
-def build_rag(settings: Settings, store: Store) -> RagService:
-    """The retrieval and answer service (rag.service.RagService); the model loads on first use."""
-    from rag.service import build_rag as _build
+def rag_config(settings: Settings) -> RagConfig:
+    """The retrieval service's plain config from the settings (their defaults are the only ones)."""
+    from rag.service import RagConfig
 
-    return _build(settings, store)
+    config = RagConfig(
+        data_dir=settings.data_dir,
+        embedding_model=settings.embedding_model,
+        llm_context_tokens=settings.llm_context_tokens,
+    )
+    llm = llm_config(settings)
+    if llm is not None:
+        config.llm_base_url, config.llm_api_key = llm.base_url, llm.api_key
+        config.llm_model, config.llm_timeout_s = llm.model, llm.timeout_s
+    return config
+
+
+def build_rag(settings: Settings, store: Store) -> RagService:
+    """The retrieval and answer service; the embedding model loads on first use."""
+    from rag.service import RagService
+
+    return RagService(rag_config(settings), store)
+
+
+def convert_post(
+    settings: Settings,
+    store: Store | None,
+    source: str | SourcePost,
+    *,
+    lang: str | None = None,
+    rules_file: Path | None = None,
+    glossary_file: Path | None = None,
+    targets: list[str] | None = None,
+    restyle: bool = False,
+    fmt: str = "auto",
+    stdin: TextIO | None = None,
+) -> ConversionResult:
+    """`crosspost.service.convert` with the settings' language, LLM, rules and glossary (the
+    arguments given here win); the one place the CLI and the bot pass them."""
+    from crosspost.service import convert
+
+    return convert(
+        source,
+        targets=targets,
+        lang=lang or settings.crosspost_lang,
+        store=store,
+        llm=llm_config(settings),
+        restyle=restyle,
+        rules_file=rules_file or settings.crosspost_rules,
+        glossary_file=glossary_file or settings.crosspost_glossary,
+        fmt=fmt,
+        stdin=stdin,
+    )
 
 
 # --- the bot's services (bot/handlers receive these by name) -----------------------------------
@@ -87,25 +136,14 @@ class CrosspostService:
         self, source: str | SourcePost, *, lang: str | None = None, fresh: bool = False
     ) -> ConversionResult:
         """`fresh=True` translates again instead of reusing the stored translation."""
-        from crosspost.service import convert
         from crosspost.sources import load_stored
 
         if isinstance(source, str):
             ref = parse_post_link(source, short=True)
             if ref is None:
                 raise CrosspostError(f"{source!r} is not a post link (expected https://t.me/<channel>/<id>)")
-            post = load_stored(ref, store=self.store)
-        else:
-            post = source
-        store = None if fresh else self.store
-        return convert(
-            post,
-            lang=lang or self.settings.crosspost_lang,
-            store=store,
-            llm=llm_config(self.settings),
-            rules_file=self.settings.crosspost_rules,
-            glossary_file=self.settings.crosspost_glossary,
-        )
+            source = load_stored(ref, store=self.store)
+        return convert_post(self.settings, None if fresh else self.store, source, lang=lang)
 
 
 def build_services(settings: Settings) -> Services:

@@ -148,6 +148,16 @@ class Settings(BaseSettings):
             return [part.strip().lstrip("@") for part in value.split(",") if part.strip()]
         return value
 
+    def bot_token(self) -> str:
+        """The Bot API token, or one ConfigError line saying how to get one."""
+        token = self.telegram_bot_token.get_secret_value().strip() if self.telegram_bot_token else ""
+        if not token:
+            raise ConfigError(
+                "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and export "
+                "TELEGRAM_BOT_TOKEN=<token> (or put it in .env)"
+            )
+        return token
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -12,7 +12,6 @@ import typer
 
 from bot.cli.app import DataDir, app, err_console, settings_for
 from bot.cli.output import safe
-from core.errors import ConfigError
 
 
 @app.command("bot")
@@ -25,12 +24,7 @@ def bot_command(
 ) -> None:
     """Run the Telegram bot on the corpus in the data dir (TELEGRAM_BOT_TOKEN required)."""
     settings = settings_for(data_dir)
-    token = settings.telegram_bot_token.get_secret_value().strip() if settings.telegram_bot_token else ""
-    if not token:
-        raise ConfigError(
-            "TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and run "
-            "TELEGRAM_BOT_TOKEN=<token> research-bot bot (or put it in .env)"
-        )
+    settings.bot_token()  # before anything opens: a missing token is one line
     import asyncio
 
     from bot.app import check_bot_api, run

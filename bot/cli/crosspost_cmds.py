@@ -10,7 +10,7 @@ import typer
 
 from bot.cli.app import DataDir, JsonFlag, app, console, err_console, print_json, settings_for
 from bot.cli.output import inert, plain, safe
-from bot.services import llm_config, open_corpus
+from bot.services import convert_post, open_corpus
 from crosspost import DEFAULT_TARGETS  # not crosspost.service: every command would load twitter-text
 
 
@@ -44,17 +44,15 @@ def crosspost(
     settings = settings_for(data_dir)
     # The store resolves permalinks, keeps history and caches translations (files and stdin too).
     store = open_corpus(settings)
-    from crosspost.service import convert  # heavy (twitter-text, openai): only when converting
-
-    result = convert(
+    result = convert_post(  # loads crosspost.service (twitter-text, openai) only now
+        settings,
+        store,
         source,
         targets=to.split(","),
-        lang=lang or settings.crosspost_lang,
-        store=store,
-        llm=llm_config(settings),
+        lang=lang,
         restyle=restyle,
-        rules_file=rules or settings.crosspost_rules,
-        glossary_file=glossary or settings.crosspost_glossary,
+        rules_file=rules,
+        glossary_file=glossary,
         fmt=fmt,
         stdin=sys.stdin,
     )
