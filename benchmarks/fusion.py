@@ -10,7 +10,8 @@ What it does, per question (follow-ups rewritten as `ask` rewrites them):
 2. A grid over the dense weight of the convex fusion and the weight of the best sentence cosine in
    the re-scoring of the top 10 posts; each setting ranks the posts, hit@5 and MRR on the tune half
    pick the winner (ties: the higher hit@1, then the setting nearer the middle of the grid).
-3. With the winner, the abstention evidence of the top 3 posts: the lexical rules of
+3. With the shipped weights (rag.retrieve.weights_for; `--grid-weights`: the grid's winner), the
+   abstention evidence of the top 3 posts: the lexical rules of
    rag.calibration.missing_detail (a name the corpus never mentions; a number asked that no
    sentence of the top posts gives with what is counted) abstain whatever the scores; for the
    rest, a grid of thresholds on the best sentence cosine and the term coverage: the most accurate
@@ -159,6 +160,9 @@ def main() -> None:
     parser.add_argument("questions", type=Path)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--save", action="store_true", help="store the abstention thresholds in DATA/index")
+    parser.add_argument(
+        "--grid-weights", action="store_true", help="abstention with the grid's weights, not the shipped ones"
+    )
     args = parser.parse_args()
     store = open_store(f"sqlite:///{(args.data_dir / 'research-bot.sqlite3').resolve()}")
     config = RagConfig(
@@ -194,10 +198,14 @@ def main() -> None:
             -abs(np.log((key[0] + 0.1) / (middle[0] + 0.1))) - abs(key[1] - middle[1]) / 3,
         ),
     )
-    w_dense, w_sentence = chosen
-    print(f"chosen on tune: dense weight {w_dense}, sentence weight {w_sentence}")
+    print(f"chosen on tune: dense weight {chosen[0]}, sentence weight {chosen[1]}")
+    # The abstention thresholds must fit the ranking that ships (rag.retrieve.weights_for), which
+    # `--grid-weights` replaces by the grid's choice to see what it would change.
+    shipped = (service.retriever().weights.dense, service.retriever().weights.sentence)
+    w_dense, w_sentence = chosen if args.grid_weights else shipped
+    print(f"abstention and the tables below use dense weight {w_dense}, sentence weight {w_sentence}")
 
-    # abstention evidence with the chosen ranking (top 3 posts); -1: a lexical rule abstains
+    # abstention evidence with that ranking (top 3 posts); -1: a lexical rule abstains
     evidence, reasons = [], {}
     vocab = prep.service.retriever().gen.lexical.vocab
     for r in prep.rows:
@@ -262,7 +270,7 @@ def main() -> None:
                 else ""
             )
             print(f"{'':>11}{split:<8}{mode:<7}{len(rows):>3}  {h1:.3f}  {h5:.3f}  {mrr:.3f}{tail}")
-    print("\nhit@5 per kind (hybrid, chosen weights)")
+    print("\nhit@5 per kind (hybrid, the weights above)")
     by_kind: dict[tuple[str, str], list] = defaultdict(list)
     for r in answerable:
         by_kind[(r["q"].kind, r["q"].split)].append(
