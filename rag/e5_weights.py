@@ -17,7 +17,7 @@ import json
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -89,6 +89,7 @@ class E5Model:
     specials: dict  # bos, eos, pad, unk ids
     norm: dict[int, str]  # codepoint -> replacement ("" deletes)
     tensors: dict[str, np.ndarray]  # float32; matrices (out, in)
+    q4: dict[str, np.ndarray] = field(default_factory=dict)  # the Q4 matrices' raw blocks (n_blocks,)
 
 
 class _Reader:
@@ -106,9 +107,10 @@ class _Reader:
         return out
 
 
-def dequantize_q4(raw: bytes, rows: int, cols: int) -> np.ndarray:
-    """Q4_0 blocks -> (rows, cols) float32: value = (nibble - 8) * scale; byte j holds j and j+16."""
-    blocks = np.frombuffer(raw, dtype=_BLOCK, count=rows * cols // QK)
+def dequantize_q4(raw: bytes | np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Q4_0 blocks (bytes or a block array) -> (rows, cols) float32: value = (nibble - 8) * scale;
+    byte j holds values j and j+16."""
+    blocks = raw if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype=_BLOCK, count=rows * cols // QK)
     qs = blocks["qs"]  # (nb, 16) uint8
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.int8) - 8  # (nb, 32)
     out = q.astype(np.float32) * blocks["d"].astype(np.float32)[:, None]
@@ -149,6 +151,7 @@ def _parse(r: _Reader, with_tensors: bool) -> E5Model:
     (ndir,) = r.take("i") if with_tensors else (0,)
     shapes = {"emb.word": (vocab, hidden), "emb.pos": (max_pos, hidden), "emb.type": (type_vocab, hidden)}
     tensors: dict[str, np.ndarray] = {}
+    q4: dict[str, np.ndarray] = {}
     for _ in range(ndir):
         (name_len,) = r.take("H")
         name = r.raw(name_len).decode()
@@ -163,6 +166,7 @@ def _parse(r: _Reader, with_tensors: bool) -> E5Model:
         else:
             shape = shapes.get(name, (count,))
         if dtype == 1:
+            q4[name] = np.frombuffer(raw, dtype=_BLOCK, count=shape[0] * shape[1] // QK)
             tensors[name] = dequantize_q4(raw, *shape)
         elif dtype == 0:
             tensors[name] = np.frombuffer(raw, dtype="<f4", count=count).reshape(shape).astype(np.float32)
@@ -179,7 +183,7 @@ def _parse(r: _Reader, with_tensors: bool) -> E5Model:
         "eps": float(eps),
     }
     specials = {"bos": bos, "eos": eos, "pad": pad, "unk": unk}
-    return E5Model(config, pieces, scores, specials, norm, tensors)
+    return E5Model(config, pieces, scores, specials, norm, tensors, q4)
 
 
 class E5Tokenizer:

