@@ -10,6 +10,7 @@ import pytest
 
 from rag import calibration
 from rag.sentences import counted_terms
+from rag.text import tokenize
 from rag.types import Hit
 
 
@@ -71,12 +72,17 @@ LLAMA = Hit(
         "показывает 80,2 пункта в VQAv2."
     ),
 )
-VOCAB = {"llama", "vit-h", "vit", "h", "энкодер", "vqav2", "kpd", "meta"}
+# the index vocabulary: the post's terms and a few everyday ones other posts use
+VOCAB = set(tokenize(LLAMA.post_text)) | set(
+    tokenize("Meta обучение нужно памяти стоило модель понимать картинки большая")
+)
 SURE = calibration.Calibration(0.5, 0.2, "index")  # the evidence of LLAMA is far above these
 
 
 def test_a_number_asked_but_not_in_the_posts_abstains():
-    assert SURE.decide("Сколько долларов стоило обучение Llama 3.1?", [LLAMA], VOCAB)
+    assert SURE.reason("Сколько долларов стоило обучение Llama 3.1?", [LLAMA], VOCAB) == (
+        "no number of доллар in the posts"
+    )
     assert SURE.decide("How much memory does Llama 3.1 need?", [LLAMA], VOCAB)
     assert "памят" in SURE.reason("Сколько памяти нужно Llama 3.1?", [LLAMA], VOCAB)
 
@@ -113,7 +119,8 @@ def test_a_count_without_a_unit_is_not_checked():
 def test_a_version_inside_a_name_is_not_the_number_asked():
     hit = Hit(1, 1.0, "t", 1, "c", None, None, None, coverage=0.6, sentence_cosine=0.9,
               post_text="Вышла ExLlamaV3 для SD3.5 и Llama-3: быстрее прежнего.")  # fmt: skip
-    assert SURE.decide("Сколько памяти нужно ExLlamaV3?", [hit], {"exllamav3", "sd3.5", "llama-3", "llama"})
+    vocab = {"exllamav3", "sd3.5", "llama-3", "llama", "памят", "нужн"}
+    assert SURE.reason("Сколько памяти нужно ExLlamaV3?", [hit], vocab) == "no number of памят in the posts"
 
 
 def test_a_cyrillic_name_unknown_to_the_corpus_abstains():
@@ -135,3 +142,12 @@ def test_a_name_the_corpus_writes_in_the_other_script_is_known():
     vocab = VOCAB | {"сингапур", "iclr", "sageattention"}
     assert not SURE.decide("What did the author think of ICLR in Singapore?", [LLAMA], vocab)
     assert SURE.reason("How fast is SageAttention3?", [LLAMA], vocab) == "unknown name: SageAttention3"
+
+
+def test_a_russian_question_mostly_of_words_the_corpus_never_uses_abstains():
+    vocab = VOCAB | {"рецепт"}
+    assert SURE.reason("Какой рецепт борща?", [LLAMA], vocab) == "words the corpus never uses: борщ"
+    # a paraphrase may use a word or two the posts do not (научилась), not half of them
+    assert not SURE.decide("Научилась ли большая модель понимать картинки?", [LLAMA], vocab)
+    # an English question about Russian posts: its ordinary words are unknown by nature
+    assert not SURE.decide("Can the big model see pictures now?", [LLAMA], VOCAB)
