@@ -94,7 +94,7 @@ def serve_llm(
     cfg = ServerConfig(
         model_dir=model,
         served_name=served_name,
-        max_batch=max_batch or s.llm_serve_max_batch,
+        max_batch=s.llm_serve_max_batch if max_batch is None else max_batch,
         max_context=max_context or s.llm_serve_max_context,
         max_queue=s.llm_serve_max_queue if max_queue is None else max_queue,
         api_key=key,
