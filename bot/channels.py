@@ -75,7 +75,7 @@ class LiveChannels:
             entry.update(title=title, watched_by=by, at=datetime.now(UTC).isoformat(timespec="seconds"))
             self._channels[chat_id] = entry
             self._save()
-            return entry["key"]
+            return str(entry["key"])
 
     def unwatch(self, chat_id: int) -> bool:
         with self._lock:
@@ -100,7 +100,7 @@ class LiveChannels:
                 by_name = username is not None and username.lower() in self.configured_names
                 if chat_id not in self.configured_ids and not by_name:
                     return Admission(None, "not in TELEGRAM_CHANNELS")
-                if entry is None and by_name and self._key_taken(username):
+                if entry is None and by_name and username and self._key_taken(username):
                     return Admission(None, f"@{username} is bound to another chat id (name re-used?)")
             elif entry is None or entry.get("watched_by") is None:
                 return Admission(None, "not watched (an admin can enable it with /watch)")

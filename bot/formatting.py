@@ -119,7 +119,7 @@ def _pieces(source: str) -> list[tuple[str, str | None, int]]:
 
 def _hard_split(pieces: list[tuple[str, str | None, int]], size: int) -> list[tuple[str, str | None, int]]:
     """Cut words longer than `size` (a pasted hash or URL) into fixed slices."""
-    out = []
+    out: list[tuple[str, str | None, int]] = []
     for text, name, priority in pieces:
         if name is None and len(text) > size and not text.startswith("&"):
             chunks = [text[i : i + size] for i in range(0, len(text), size)]

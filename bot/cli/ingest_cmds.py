@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,11 @@ from bot.services import open_corpus
 from core.errors import IngestError
 from ingest.options import ReadOptions
 from ingest.pipeline import expand, ingest_locations, reingest_all, rereadable_sources
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from rag.service import RagService
+    from rag.store import IngestSummary, Store
 
 
 @app.command()
@@ -71,7 +76,7 @@ def ingest(
         task = progress.add_task("", total=len(locations))
         printed: set[str] = set()
 
-        def on_source(location: str, summary, error: str | None) -> None:
+        def on_source(location: str, summary: IngestSummary | None, error: str | None) -> None:
             progress.advance(task)
             if error and not as_json:
                 printed.add(error)
@@ -114,7 +119,7 @@ def ingest(
         raise typer.Exit(code=2)
 
 
-def _sync_indexes(settings, store, *, quiet: bool = False):
+def _sync_indexes(settings: Settings, store: Store, *, quiet: bool = False) -> RagService:
     """Chunk and index what the ingest stored (incremental: only new/changed chunks are embedded)."""
     from bot.services import build_rag
 

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from bot.cli.output import plain, safe
 from bot.services import build_rag, open_corpus
 from core.errors import AppError, ConfigError
 from rag.types import Answer, Hit
+
+if TYPE_CHECKING:
+    from rag.service import RagService
 
 Channel = Annotated[str | None, typer.Option("--channel", help="Only posts of this channel (username)")]
 Since = Annotated[str | None, typer.Option("--since", help="Only posts on or after this date (YYYY-MM-DD)")]
@@ -35,7 +38,7 @@ def _date(value: str | None, flag: str) -> date | None:
         raise ConfigError(f"{flag} {value!r} is not a date: use YYYY-MM-DD") from None
 
 
-def _service(data_dir: Path | None):
+def _service(data_dir: Path | None) -> RagService:
     settings = settings_for(data_dir)
     return build_rag(settings, open_corpus(settings))
 
@@ -163,7 +166,7 @@ def eval_cmd(
 
     items = load_questions(questions, split)
     service = _service(data_dir)
-    misses: list = []
+    misses: list[dict[str, Any]] = []
     report = evaluate(service, items, k=k, misses=misses)
     if as_json:
         print_json({"questions": len(items), "split": split, "k": k, "modes": report})

@@ -52,12 +52,15 @@ class _StatusMessage:
         self.message = message
         self.interval = interval
         self._last = time.monotonic()
-        self._pending: asyncio.Task | None = None
+        self._pending: asyncio.Task[None] | None = None
 
     def update(self, text: str) -> None:
         if time.monotonic() - self._last >= self.interval and (self._pending is None or self._pending.done()):
             self._last = time.monotonic()
-            self._pending = asyncio.create_task(self.message.edit_text(text, parse_mode=None))
+            self._pending = asyncio.create_task(self._edit(text))
+
+    async def _edit(self, text: str) -> None:
+        await self.message.edit_text(text, parse_mode=None)
 
     async def final(self, text: str) -> None:
         if self._pending is not None:

@@ -34,7 +34,7 @@ def answer_keyboard(citations: list[Citation], key: str, language: str) -> Inlin
     if not citations:
         return None
     rows = [[InlineKeyboardButton(text=t(language, "btn_sources"), callback_data=SourcesCb(key=key).pack())]]
-    convert = []
+    convert: list[InlineKeyboardButton] = []
     for citation in citations:
         ref = find_post_link(citation.url or "")
         if ref is None or len(convert) >= 3:

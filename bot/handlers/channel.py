@@ -13,12 +13,11 @@ Those two are registered on the admin router (bot.handlers.admin), behind its `I
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import CommandObject
-from aiogram.types import Message
+from aiogram.types import Chat, ChatFullInfo, Message, MessageOriginChannel
 
 from bot.channels import LiveChannels
 from bot.corpus_ops import CorpusOps
@@ -39,11 +38,11 @@ async def on_channel_post(message: Message, corpus: CorpusOps, channels: LiveCha
     log.info("channel post %s/%s: %s", admission.key, message.message_id, summary.line())
 
 
-async def _target_chat(message: Message, args: str, bot: Bot) -> Any | None:
+async def _target_chat(message: Message, args: str, bot: Bot) -> Chat | ChatFullInfo | None:
     """The channel an admin means: a forwarded post replied to, else @username or id via getChat."""
     reply = message.reply_to_message
     origin = reply.forward_origin if reply is not None else None
-    if origin is not None and origin.type == "channel":
+    if isinstance(origin, MessageOriginChannel):
         return origin.chat
     if not args:
         return None

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageOriginChannel,
+)
 
 from bot.formatting import escape, split_html, utf16_len
 from bot.handlers.common import lang
@@ -140,7 +146,7 @@ def _message_source(message: Message) -> SourcePost | None:
 def _forward_source(message: Message) -> str | SourcePost | None:
     """A forwarded channel post: its link when the channel is public (the stored copy), else its text."""
     origin = message.forward_origin
-    if origin is None or origin.type != "channel":
+    if not isinstance(origin, MessageOriginChannel):
         return None
     username = getattr(origin.chat, "username", None)
     if username:
