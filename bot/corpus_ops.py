@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.seams import IndexUpkeep
 from bot.writer_lock import writer_lock
 from core.errors import IngestError
 from ingest.bot_api import location_for, message_batch
 from ingest.pipeline import IngestReport, ingest_locations, reingest_all, rereadable_sources
-from rag.store import IngestSummary, Store
+from rag.store import IngestSummary, SourceInfo, Store
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (done, total, location)
@@ -28,7 +29,7 @@ Progress = Callable[[int, int, str], None]  # (done, total, location)
 @dataclass
 class CorpusOps:
     store: Store
-    rag: Any = None  # RagService or None when retrieval is not available
+    rag: IndexUpkeep | None = None  # RagService, or None when retrieval is not available
     # The data dir whose writer lock (bot.writer_lock) every job takes, so a CLI `ingest` and the
     # bot never write at once; None (tests with fakes): no cross-process lock.
     data_dir: Path | None = None
@@ -93,11 +94,12 @@ class CorpusOps:
         if self._lock.locked():
             raise RuntimeError("a re-ingest is already running")
         async with self._lock:
-            if self.rag is not None:
+            rag = self.rag
+            if rag is not None:
 
                 def work() -> None:
                     with self._writing("reindex"):
-                        self.rag.reindex()
+                        rag.reindex()
 
                 await asyncio.to_thread(work)
 
@@ -124,5 +126,5 @@ class CorpusOps:
     async def stats(self) -> dict[str, Any]:
         return await asyncio.to_thread(self.store.stats)
 
-    async def sources(self) -> list[Any]:
+    async def sources(self) -> list[SourceInfo]:
         return await asyncio.to_thread(self.store.list_sources)

@@ -35,6 +35,7 @@ from rag.indexes import ANN_THRESHOLD, DenseIndex, LexicalIndex
 from rag.store import Store
 from rag.store.chunks import chunk_hashes, chunk_sources
 from rag.text import TOKENIZER_VERSION, tokenize
+from rag.types import JSONValue
 
 log = logging.getLogger(__name__)
 FORMAT = 1
@@ -44,7 +45,7 @@ KEEP_GENERATIONS = 2  # the serving one and the previous (a reader may still be 
 @dataclass
 class Generation:
     folder: Path
-    manifest: dict
+    manifest: dict[str, JSONValue]  # manifest.json: model identity and dim, tokenizer, chunks, dense kind
     lexical: LexicalIndex
     dense: DenseIndex
 
@@ -62,7 +63,7 @@ class SyncReport:
     message: str | None = None
     seconds: float = 0.0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "added": self.added,
             "removed": self.removed,
@@ -145,6 +146,11 @@ class IndexManager:
             self._cache = EmbeddingCache(self.root / "embeddings.sqlite")
         return self._cache
 
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
     def sync(self, store: Store, *, rebuild: bool = False) -> SyncReport:
         """Chunk new posts, then bring the indexes to the store's chunks (incrementally unless
         `rebuild`, the model changed, or the index is unreadable)."""
@@ -224,7 +230,7 @@ class IndexManager:
                 dense.add(keep, vectors_all)
             else:
                 dense.add(add, vectors)
-        manifest = {
+        manifest: dict[str, JSONValue] = {
             "format": FORMAT,
             "model": self.spec.identity,
             "dim": embedder.dim,
@@ -236,7 +242,7 @@ class IndexManager:
         self._publish(lexical, dense, manifest)
         report.added, report.removed, report.embedded = len(add), len(gone), misses
 
-    def _publish(self, lexical: LexicalIndex, dense: DenseIndex, manifest: dict) -> None:
+    def _publish(self, lexical: LexicalIndex, dense: DenseIndex, manifest: dict[str, JSONValue]) -> None:
         name = f"gen-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
         folder = self.root / name
         building = self.root / f".building-{name}"

@@ -65,6 +65,8 @@ class ChatMemory:
                 self._turns.pop(next(iter(self._turns)))
 
     def forget(self, key: str | None) -> None:
+        if key is None:
+            return
         with self._lock:
             self._turns.pop(key, None)
 
@@ -85,7 +87,7 @@ REWRITE_PROMPT = (
 )
 
 
-def rewrite_messages(question: str, history: list[Turn]) -> list[dict]:
+def rewrite_messages(question: str, history: list[Turn]) -> list[dict[str, str]]:
     convo = "\n".join(f"Q: {t.question}\nA: {t.answer[:400]}" for t in history)
     return [
         {"role": "system", "content": REWRITE_PROMPT},

@@ -120,7 +120,7 @@ class Retriever:
         *,
         multilingual: bool,
         weights: FusionWeights | None = None,
-        sentences: SentenceScorer | None = None,
+        sentences: SentenceScorer,
     ):
         self.gen = generation
         self.embedder = embedder
@@ -205,11 +205,7 @@ class Retriever:
         ranked = sorted(fused.items(), key=lambda item: -item[1])
         top_lex = lexical[0][1] if lexical else 0.0
         lex_scores = dict(lexical)
-        rescore = (
-            self.weights.rescore
-            if mode != "bm25" and self.sentences is not None and self.weights.sentence and not foreign
-            else 0
-        )
+        rescore = self.weights.rescore if mode != "bm25" and self.weights.sentence and not foreign else 0
         hits = self._materialize(ranked, max(k, rescore), query, vector)
         for hit in hits:
             hit.lexical = lex_scores.get(hit.chunk_id, 0.0) / top_lex if top_lex else 0.0
@@ -221,7 +217,7 @@ class Retriever:
         """Sentence-level re-scoring of the top posts, in place: score + w * best sentence cosine
         (the fused score's min-max part is relative, the sentence cosine absolute), then re-ranked."""
         for hit in hits:
-            hit.sentence_cosine = self.sentences.best_cosine(vector, hit.post_text or hit.text)  # type: ignore[union-attr]
+            hit.sentence_cosine = self.sentences.best_cosine(vector, hit.post_text or hit.text)
             hit.score = hit.score + self.weights.sentence * hit.sentence_cosine
         hits.sort(key=lambda h: -h.score)
         for rank, hit in enumerate(hits, 1):
@@ -234,7 +230,7 @@ class Retriever:
             return []
         meta = chunk_views(self.store, [cid for cid, _ in ranked[: 4 * k + 20]])
         hits: list[Hit] = []
-        seen_docs: set[tuple[str, int]] = set()
+        seen_docs: set[tuple[str, int | None]] = set()
         chosen_vectors: list[np.ndarray] = []
         for cid, score in ranked:
             row = meta.get(cid)
@@ -297,7 +293,7 @@ class Retriever:
 
     def _vector(self, chunk_id: int) -> np.ndarray | None:
         try:
-            return self.gen.dense.index.reconstruct(int(chunk_id))
+            return np.asarray(self.gen.dense.index.reconstruct(int(chunk_id)))
         except RuntimeError:
             return None
 

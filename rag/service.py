@@ -15,18 +15,20 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+
 from core.errors import LLMError, RetrievalError
 from rag import answer as compose
 from rag import calibration
 from rag.embedding import DEFAULT_MODEL, Embedder, ModelSpec, embed_with_cache
 from rag.lifecycle import Generation, IndexManager, SyncReport
 from rag.llm import LLMClient, LLMConfig
-from rag.memory import ChatMemory, heuristic_rewrite, looks_like_follow_up, rewrite_messages
+from rag.memory import ChatMemory, Turn, heuristic_rewrite, looks_like_follow_up, rewrite_messages
 from rag.retrieve import FusionWeights, Query, Retriever, parse_query, weights_for
 from rag.sentences import SentenceScorer
 from rag.store import Store
 from rag.text import clean_query, tokenize
-from rag.types import Answer, Hit
+from rag.types import Answer, Hit, JSONValue
 
 log = logging.getLogger(__name__)
 EMPTY_STORE = "nothing ingested yet: run research-bot ingest"
@@ -59,7 +61,7 @@ class RagConfig:
 class _LLMRequest:
     """The prompt fitted to the model's context, the hits it carries (cited as [1]..[n])."""
 
-    messages: list[dict]
+    messages: list[dict[str, str]]
     sources: list[Hit]
     max_tokens: int
 
@@ -77,7 +79,7 @@ class _Plan:
 
 
 class RagService:
-    def __init__(self, config: RagConfig, store: Store):
+    def __init__(self, config: RagConfig, store: Store) -> None:
         self.config = config
         self.store = store
         self.spec = ModelSpec.parse(config.embedding_model)
@@ -146,7 +148,7 @@ class RagService:
             weights.sentence = self.config.sentence_weight
         return weights
 
-    def _embed_sentences(self, texts: list[str]):
+    def _embed_sentences(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors through the same cache as chunk vectors (each sentence embedded once)."""
         return embed_with_cache(self.embedder(), self.indexes.cache(), texts)[0]
 
@@ -162,8 +164,9 @@ class RagService:
             log.warning("%s", report.message)
         return report
 
-    def reindex(self) -> dict:
-        """Rebuild both indexes from the store into a new folder and swap it in."""
+    def reindex(self) -> dict[str, JSONValue]:
+        """Rebuild both indexes from the store into a new folder and swap it in; the report's
+        JSON (`SyncReport.to_json`) with the chunk count, the model identity and the dense index kind."""
         report = self.sync_report(rebuild=True)
         generation = self.indexes.load()
         out = report.to_json()
@@ -204,7 +207,7 @@ class RagService:
         hits = self.retriever().search(parsed, k=max(k or 0, self.config.context_sources), mode=mode)
         return standalone, hits
 
-    def _rewrite(self, question: str, history: list) -> str:
+    def _rewrite(self, question: str, history: list[Turn]) -> str:
         if self.llm is not None:
             try:
                 text = (
@@ -218,9 +221,10 @@ class RagService:
 
     def _with_translation(self, query: Query) -> Query:
         """LLM query translation into Russian, added to the lexical expansion (cross-lingual BM25)."""
+        assert self.llm is not None  # called only when an LLM is configured
         try:
             text = self.llm.complete(
-                [  # type: ignore[union-attr]
+                [
                     {
                         "role": "system",
                         "content": "Translate the search query into Russian. Keep technical terms and "
@@ -236,7 +240,7 @@ class RagService:
         return Query(query.text, query.language, query.tokens, query.expansion + extra)
 
     # --- answers ------------------------------------------------------------------------------
-    def _evidence(self, standalone: str, hits: list[Hit]):
+    def _evidence(self, standalone: str, hits: list[Hit]) -> np.ndarray:
         """The query vector and each top hit's best sentence cosine (computed here when the
         retrieval mode did not re-score, e.g. BM25-only), for abstention and quote selection."""
         retriever = self.retriever()
@@ -246,7 +250,9 @@ class RagService:
                 hit.sentence_cosine = retriever.sentences.best_cosine(vector, hit.post_text or hit.text)
         return vector
 
-    def _compose_offline(self, question: str, standalone: str, hits: list[Hit], notice: str | None = None):
+    def _compose_offline(
+        self, question: str, standalone: str, hits: list[Hit], notice: str | None = None
+    ) -> tuple[Answer, bool]:
         """Abstention or quotes, without the LLM."""
         vector = self._evidence(standalone, hits)
         if self.calibration.decide(standalone, hits, self.retriever().gen.lexical.vocab):
@@ -358,32 +364,9 @@ class RagService:
     def close(self) -> None:
         if self.llm is not None:
             self.llm.close()
-        cache = self.indexes._cache
-        if cache is not None:
-            cache.close()
+        self.indexes.close()
 
 
 def _notice(question: str, exc: Exception) -> str:
     lang = compose.language_of(question)
     return f"{compose.TEXTS[lang]['notice_down']} ({exc})"
-
-
-def config_from_settings(settings: object) -> RagConfig:
-    """RagConfig from any object with the settings' attribute names (the bot's `Settings`);
-    rag/ never imports bot/, so this reads attributes rather than the class."""
-    key = getattr(settings, "llm_api_key", None)
-    key = key.get_secret_value() if hasattr(key, "get_secret_value") else (key or "not-needed")
-    context = getattr(settings, "llm_context_tokens", None)
-    return RagConfig(
-        llm_context_tokens=int(context) if context else None,
-        data_dir=Path(getattr(settings, "data_dir", "data")),
-        embedding_model=getattr(settings, "embedding_model", DEFAULT_MODEL),
-        llm_base_url=getattr(settings, "llm_base_url", None) or None,
-        llm_api_key=key,
-        llm_model=getattr(settings, "llm_model", "default"),
-        llm_timeout_s=float(getattr(settings, "llm_timeout_s", 60.0)),
-    )
-
-
-def build_rag(settings: object, store: Store) -> RagService:
-    return RagService(config_from_settings(settings), store)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# What the result records' `to_json()` give (the CLI's --json shapes).
+JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
@@ -30,7 +33,7 @@ class Hit:
     sentence_cosine: float = 0.0  # the best sentence of the post against the question
     lexical: float = 0.0  # the chunk's BM25 score relative to the best BM25 hit (0..1)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "rank": self.rank,
             "score": round(float(self.score), 6),
@@ -67,7 +70,7 @@ class Citation:
             parts.append(f"«{self.lead}»")
         return ", ".join(parts)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "n": self.n,
             "url": self.url,
@@ -87,10 +90,10 @@ class Answer:
     notice: str | None = None  # e.g. "LLM unreachable, showing quotes"
     query: str | None = None  # the standalone query actually searched (after follow-up rewriting)
     # Citation numbers the model used that did not check out: {"n": 7, "problem": "no such source"}.
-    flagged: list[dict] = field(default_factory=list)
+    flagged: list[dict[str, int | str]] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)  # what retrieval returned (evaluation, not the JSON shape)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, JSONValue]:
         return {
             "answer": self.answer,
             "mode": self.mode,
