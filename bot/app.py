@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
@@ -30,6 +30,11 @@ from bot.settings import Settings
 from bot.ui import UiState
 from core.errors import ConfigError
 from rag.redact import install_log_redaction, redact, register_secret
+
+if TYPE_CHECKING:  # aiohttp's server and the services load only when the bot runs
+    from aiohttp import web
+
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +72,7 @@ async def check_bot_api(settings: Settings, timeout_s: float = 20.0) -> str:
     return me.username or str(me.id)
 
 
-def create_dispatcher(settings: Settings, services: Any, ui: UiState | None = None) -> Dispatcher:
-    """`services` is a `bot.services.Services` (or any object with the same `workflow_data()`)."""
+def create_dispatcher(settings: Settings, services: Services, ui: UiState | None = None) -> Dispatcher:
     ui = ui or UiState(settings.max_concurrent_answers)
     channels = LiveChannels(settings.data_dir, settings.telegram_channels)
     dispatcher = Dispatcher(**services.workflow_data(), ui=ui, channels=channels)
@@ -84,7 +88,7 @@ def create_dispatcher(settings: Settings, services: Any, ui: UiState | None = No
     return dispatcher
 
 
-async def run_polling(settings: Settings, services: Any) -> None:
+async def run_polling(settings: Settings, services: Services) -> None:
     bot = create_bot(settings)
     dispatcher = create_dispatcher(settings, services)
     try:
@@ -101,7 +105,7 @@ def webhook_secret(settings: Settings) -> str:
     return secrets.token_urlsafe(32)  # 43 characters from the Bot API's allowed alphabet
 
 
-def create_webhook_app(settings: Settings, services: Any, url: str) -> Any:
+def create_webhook_app(settings: Settings, services: Services, url: str) -> web.Application:
     """aiogram's aiohttp webhook server: updates POSTed to `url`'s path; the webhook is set on startup.
 
     Telegram sends the secret given to setWebhook in `X-Telegram-Bot-Api-Secret-Token` with every
@@ -131,7 +135,7 @@ def create_webhook_app(settings: Settings, services: Any, url: str) -> Any:
     return application
 
 
-def run_webhook(settings: Settings, services: Any, url: str) -> None:
+def run_webhook(settings: Settings, services: Services, url: str) -> None:
     from aiohttp import web
 
     host, _, port = settings.webhook_listen.rpartition(":")
@@ -143,7 +147,7 @@ def run_webhook(settings: Settings, services: Any, url: str) -> None:
     )
 
 
-def run(settings: Settings, services: Any, webhook: str | None = None) -> None:
+def run(settings: Settings, services: Services, webhook: str | None = None) -> None:
     if webhook:
         run_webhook(settings, services, webhook)
     else:

@@ -21,10 +21,10 @@ from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import TelegramMethod
+from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
@@ -112,9 +112,9 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
     async def __call__(
         self,
         make_request: NextRequestMiddlewareType[TelegramType],
-        bot: Any,
+        bot: Bot,
         method: TelegramMethod[TelegramType],
-    ) -> Any:
+    ) -> Response[TelegramType]:
         for attempt in range(self.max_retries + 1):
             try:
                 return await make_request(bot, method)

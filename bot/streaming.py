@@ -15,12 +15,11 @@ import logging
 import random
 import re
 import time
-from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramNotFound, TelegramRetryAfter, TelegramServerError
 from aiogram.methods import SendMessageDraft
-from aiogram.types import InlineKeyboardMarkup, Message, ReplyParameters
+from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters
 
 from bot.formatting import plain_preview
 
@@ -166,7 +165,5 @@ class AnswerStreamer:
         return sent
 
 
-def _no_preview() -> Any:
-    from aiogram.types import LinkPreviewOptions
-
+def _no_preview() -> LinkPreviewOptions:
     return LinkPreviewOptions(is_disabled=True)

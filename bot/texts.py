@@ -7,7 +7,10 @@ Telegram `language_code` (Russian for ru/uk/be/kk, English otherwise). Values ar
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiogram.types import User
 
 RU_CODES = ("ru", "uk", "be", "kk")
 
@@ -147,9 +150,9 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
-def lang_of(user: Any) -> str:
-    """'ru' or 'en' from a Telegram user (aiogram `User` or None)."""
-    code = (getattr(user, "language_code", None) or "").lower()
+def lang_of(user: User | None) -> str:
+    """'ru' or 'en' from a Telegram user."""
+    code = ((user.language_code if user is not None else None) or "").lower()
     return "ru" if code.split("-")[0] in RU_CODES else "en"
 
 

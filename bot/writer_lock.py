@@ -16,7 +16,10 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 from filelock import FileLock, Timeout
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,7 +34,7 @@ PG_LOCK_KEY = 0x7265_7362  # "resb": one advisory lock id for the whole corpus
 
 @contextlib.contextmanager
 def writer_lock(
-    data_dir: Path, what: str, *, engine: Any = None, on_wait: Callable[[str], None] | None = None
+    data_dir: Path, what: str, *, engine: Engine | None = None, on_wait: Callable[[str], None] | None = None
 ) -> Iterator[None]:
     """Hold the data dir's writer lock (and PostgreSQL's advisory lock when `engine` is one) for
     the block. When another process holds it, `on_wait` gets one line naming that process, then
@@ -60,7 +63,9 @@ def writer_lock(
 
 
 @contextlib.contextmanager
-def _pg_advisory_lock(engine: Any, what: str, on_wait: Callable[[str], None] | None) -> Iterator[None]:
+def _pg_advisory_lock(
+    engine: Engine | None, what: str, on_wait: Callable[[str], None] | None
+) -> Iterator[None]:
     if engine is None or engine.dialect.name != "postgresql":
         yield
         return

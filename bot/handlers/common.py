@@ -24,8 +24,8 @@ class IsAdmin(Filter):
         return is_admin(event.from_user, settings)
 
 
-def lang(event: Any) -> str:
-    return lang_of(getattr(event, "from_user", None))
+def lang(event: Message | CallbackQuery) -> str:
+    return lang_of(event.from_user)
 
 
 async def reply_html(message: Message, html_text: str, **kwargs: Any) -> list[Message]:

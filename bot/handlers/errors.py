@@ -22,9 +22,10 @@ async def on_error(event: ErrorEvent) -> bool:
     target = (
         update.message or update.edited_message or (update.callback_query and update.callback_query.message)
     )
-    user = (update.message and update.message.from_user) or (
-        update.callback_query and update.callback_query.from_user
-    )
+    if update.message is not None:
+        user = update.message.from_user
+    else:
+        user = update.callback_query.from_user if update.callback_query is not None else None
     language = lang_of(user)
     if isinstance(exc, AppError):
         log.info("user error on update %s: %s", update.update_id, exc)
