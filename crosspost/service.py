@@ -209,7 +209,12 @@ def _cached_translation(store: Any, key: str, lang: str) -> Doc | None:
 
 
 def _save(
-    store: Any, post: SourcePost, digest: str, lang: str, result: ConversionResult, extra: list
+    store: Store,
+    post: SourcePost,
+    digest: str,
+    lang: str,
+    result: ConversionResult,
+    extra: list[tuple[str, str, dict[str, Any]]],
 ) -> None:
     from rag.store.conversions import ConversionRow, save_conversions
 
