@@ -6,7 +6,8 @@ that straddles a boundary is still inside one chunk. Chunks keep their post/pape
 date and permalink are read through the post when a hit is shown.
 
 `sync_chunks` re-chunks only posts/papers that have no chunks yet or changed since their chunks
-were written (post.updated_at > newest chunk.created_at). Chunk ids are what the indexes store.
+were written (post.updated_at > newest chunk.created_at; the queries are `rag.store.chunks`).
+Chunk ids are what the indexes store.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
-
 from rag.store import Store
-from rag.store.models import Chunk, Paper, Post, utcnow
-from rag.store.records import content_hash
+from rag.store.chunks import rechunk, stale_owners
 from rag.text import split_sentences
 
 # ~900 characters is about 200-250 word pieces of the default model (it reads 256), so a chunk
@@ -95,96 +92,19 @@ def chunk_text(text: str, max_chars: int = MAX_CHARS, overlap_chars: int = OVERL
     return chunks
 
 
-def paper_text(paper: Paper) -> str:
-    parts = [paper.title or "", paper.abstract or "", paper.full_text or ""]
-    return "\n\n".join(p.strip() for p in parts if p and p.strip())
-
-
-def _stale_posts(s: Session) -> list[int]:
-    newest = (
-        select(Chunk.post_id, func.max(Chunk.created_at).label("at"))
-        .where(Chunk.post_id.is_not(None))
-        .group_by(Chunk.post_id)
-        .subquery()
-    )
-    rows = s.execute(
-        select(Post.id)
-        .outerjoin(newest, newest.c.post_id == Post.id)
-        .where(
-            (newest.c.at.is_(None) & (func.length(func.trim(Post.text)) > 0))
-            | (newest.c.at < Post.updated_at)
-        )
-    )
-    return [r[0] for r in rows]
-
-
-def _stale_papers(s: Session) -> list[int]:
-    newest = (
-        select(Chunk.paper_id, func.max(Chunk.created_at).label("at"))
-        .where(Chunk.paper_id.is_not(None))
-        .group_by(Chunk.paper_id)
-        .subquery()
-    )
-    has_text = (
-        func.coalesce(func.length(Paper.title), 0)
-        + func.coalesce(func.length(Paper.abstract), 0)
-        + func.coalesce(func.length(Paper.full_text), 0)
-    ) > 0
-    rows = s.execute(
-        select(Paper.id)
-        .outerjoin(newest, newest.c.paper_id == Paper.id)
-        .where((newest.c.at.is_(None) & has_text) | (newest.c.at < Paper.updated_at))
-    )
-    return [r[0] for r in rows]
-
-
-def _rechunk(s: Session, column, owners: list[tuple[int, str]]) -> tuple[int, int]:
-    """Replace the chunks of these posts or papers (`column` is Chunk.post_id or Chunk.paper_id);
-    returns (chunks removed, chunks written)."""
-    ids = [owner_id for owner_id, _ in owners]
-    removed = s.execute(delete(Chunk).where(column.in_(ids))).rowcount or 0
-    now = utcnow()
-    rows = [
-        {
-            "post_id": owner_id if column is Chunk.post_id else None,
-            "paper_id": owner_id if column is Chunk.paper_id else None,
-            "ordinal": ordinal,
-            "text": piece,
-            "content_hash": content_hash(piece),
-            "created_at": now,
-        }
-        for owner_id, text in owners
-        for ordinal, piece in enumerate(chunk_text(text))
-    ]
-    if rows:
-        s.execute(insert(Chunk), rows)
-    return removed, len(rows)
-
-
 def sync_chunks(store: Store, *, batch: int = 500) -> ChunkSync:
-    """Write chunks for new/changed posts and papers; one transaction per batch of rows."""
+    """Write chunks for new/changed posts and papers; one transaction per batch of owners."""
     result = ChunkSync()
-    with store.session() as s:
-        post_ids = _stale_posts(s)
-        paper_ids = _stale_papers(s)
+    post_ids, paper_ids = stale_owners(store)
     for start in range(0, len(post_ids), batch):
         ids = post_ids[start : start + batch]
-        with store.session() as s:
-            owners = [
-                (pid, text or "")
-                for pid, text in s.execute(select(Post.id, Post.text).where(Post.id.in_(ids)))
-            ]
-            removed, written = _rechunk(s, Chunk.post_id, owners)
+        removed, written = rechunk(store, "post", ids, chunk_text)
         result.removed += removed
         result.chunks += written
         result.posts += len(ids)
     for start in range(0, len(paper_ids), batch):
         ids = paper_ids[start : start + batch]
-        with store.session() as s:
-            owners = [
-                (paper.id, paper_text(paper)) for paper in s.scalars(select(Paper).where(Paper.id.in_(ids)))
-            ]
-            removed, written = _rechunk(s, Chunk.paper_id, owners)
+        removed, written = rechunk(store, "paper", ids, chunk_text)
         result.removed += removed
         result.chunks += written
         result.papers += len(ids)

@@ -1,20 +1,26 @@
-"""Reading chunks for the indexes and for retrieval: their fingerprints, their texts, the rows a hit
-shows, and the chunk ids a channel/date filter allows.
+"""The chunks table: which posts and papers need (re)chunking and writing their chunks (the
+splitting itself is `rag.chunking`'s), and reading chunks for the indexes and for retrieval: their
+fingerprints, their texts, the rows a hit shows, and the chunk ids a channel/date filter allows.
 
-The index lifecycle (`rag.lifecycle`), the retriever (`rag.retrieve`) and the service read the
-store only through these functions and the `Store` methods; no SQLAlchemy outside `rag/store/`.
+Chunking (`rag.chunking`), the index lifecycle (`rag.lifecycle`), the retriever (`rag.retrieve`)
+and the service use the store only through these functions and the `Store` methods; no
+SQLAlchemy outside `rag/store/`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
+from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, delete, func, insert, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.tme import channel_name, display_channel
 from rag.store.db import Store
-from rag.store.models import Channel, Chunk, Paper, Post
+from rag.store.models import Channel, Chunk, Paper, Post, utcnow
+from rag.store.records import content_hash
 
 BATCH = 900  # ids per IN (...) query: under SQLite's default limit of 999 bound parameters
 
@@ -144,3 +150,101 @@ def chunk_views(store: Store, ids: list[int]) -> dict[int, ChunkView]:
                 doc_text=doc_text,
             )
     return out
+
+
+def paper_text(paper: Paper) -> str:
+    """What a paper is chunked from: title, abstract and full text."""
+    parts = [paper.title or "", paper.abstract or "", paper.full_text or ""]
+    return "\n\n".join(p.strip() for p in parts if p and p.strip())
+
+
+def _stale_posts(s: Session) -> list[int]:
+    newest = (
+        select(Chunk.post_id, func.max(Chunk.created_at).label("at"))
+        .where(Chunk.post_id.is_not(None))
+        .group_by(Chunk.post_id)
+        .subquery()
+    )
+    rows = s.execute(
+        select(Post.id)
+        .outerjoin(newest, newest.c.post_id == Post.id)
+        .where(
+            (newest.c.at.is_(None) & (func.length(func.trim(Post.text)) > 0))
+            | (newest.c.at < Post.updated_at)
+        )
+    )
+    return [r[0] for r in rows]
+
+
+def _stale_papers(s: Session) -> list[int]:
+    newest = (
+        select(Chunk.paper_id, func.max(Chunk.created_at).label("at"))
+        .where(Chunk.paper_id.is_not(None))
+        .group_by(Chunk.paper_id)
+        .subquery()
+    )
+    has_text = (
+        func.coalesce(func.length(Paper.title), 0)
+        + func.coalesce(func.length(Paper.abstract), 0)
+        + func.coalesce(func.length(Paper.full_text), 0)
+    ) > 0
+    rows = s.execute(
+        select(Paper.id)
+        .outerjoin(newest, newest.c.paper_id == Paper.id)
+        .where((newest.c.at.is_(None) & has_text) | (newest.c.at < Paper.updated_at))
+    )
+    return [r[0] for r in rows]
+
+
+def stale_owners(store: Store) -> tuple[list[int], list[int]]:
+    """Ids of the posts and of the papers with text whose chunks are missing or older than them."""
+    with store.session() as s:
+        return _stale_posts(s), _stale_papers(s)
+
+
+def rechunk(
+    store: Store, kind: Literal["post", "paper"], ids: list[int], split: Callable[[str], list[str]]
+) -> tuple[int, int]:
+    """Replace the chunks of these posts or papers by `split` of their text, in one transaction;
+    returns (chunks removed, chunks written)."""
+    with store.session() as s:
+        if kind == "post":
+            column = Chunk.post_id
+            owners = [
+                (pid, text or "")
+                for pid, text in s.execute(select(Post.id, Post.text).where(Post.id.in_(ids)))
+            ]
+        else:
+            column = Chunk.paper_id
+            owners = [
+                (paper.id, paper_text(paper)) for paper in s.scalars(select(Paper).where(Paper.id.in_(ids)))
+            ]
+        return _replace_chunks(s, column, owners, split)
+
+
+def _replace_chunks(
+    s: Session,
+    column: InstrumentedAttribute[int | None],
+    owners: list[tuple[int, str]],
+    split: Callable[[str], list[str]],
+) -> tuple[int, int]:
+    ids = [owner_id for owner_id, _ in owners]
+    deleted = s.execute(delete(Chunk).where(column.in_(ids)))
+    assert isinstance(deleted, CursorResult)  # a DML statement's result
+    removed = deleted.rowcount or 0
+    now = utcnow()
+    rows = [
+        {
+            "post_id": owner_id if column is Chunk.post_id else None,
+            "paper_id": owner_id if column is Chunk.paper_id else None,
+            "ordinal": ordinal,
+            "text": piece,
+            "content_hash": content_hash(piece),
+            "created_at": now,
+        }
+        for owner_id, text in owners
+        for ordinal, piece in enumerate(split(text))
+    ]
+    if rows:
+        s.execute(insert(Chunk), rows)
+    return removed, len(rows)
