@@ -105,7 +105,7 @@ async def settle(emulator: Emulator, timeout: float = 30.0) -> None:
     last = emulator.last_update_id
     await emulator.wait_for(lambda: emulator.acked >= last, timeout=timeout)
 
-    def pending() -> list[asyncio.Task]:
+    def pending() -> list[asyncio.Task[Any]]:
         return [
             t
             for t in asyncio.all_tasks()
