@@ -9,21 +9,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from crosspost import NETWORKS
+
 if TYPE_CHECKING:
     from aiogram.types import User
 
 RU_CODES = ("ru", "uk", "be", "kk")
+_SOCIAL = ", ".join(name for key, name in NETWORKS.items() if key != "markdown")  # Markdown is a file, not a network
 
 TEXTS: dict[str, dict[str, str]] = {
     "start": {
         "en": "Hi! I answer questions about ML research from the channels I index, with links to the "
         "posts and papers.\n\nJust write a question (in a group: mention me or reply to me).\n"
         "/ask QUESTION: ask anywhere\n/new: forget our conversation\n"
-        "/crosspost LINK or text: convert a post for X, Bluesky, Mastodon, Threads, LinkedIn\n/help: this text",
+        f"/crosspost LINK or text: convert a post for {_SOCIAL}\n/help: this text",
         "ru": "Привет! Я отвечаю на вопросы об ML-исследованиях по каналам, которые индексирую, со "
         "ссылками на посты и статьи.\n\nПросто напишите вопрос (в группе: упомяните меня или ответьте мне).\n"
         "/ask ВОПРОС: спросить где угодно\n/new: забыть наш разговор\n"
-        "/crosspost ССЫЛКА или текст: переделать пост для X, Bluesky, Mastodon, Threads, LinkedIn\n/help: эта справка",
+        f"/crosspost ССЫЛКА или текст: переделать пост для {_SOCIAL}\n/help: эта справка",
     },
     "admin_help": {
         "en": "Admin: /reingest, /reindex, /stats, /sources, /watch @channel (index its new posts); "
