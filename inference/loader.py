@@ -116,7 +116,7 @@ def _quant_config(path: Path, hf_config: dict[str, Any]) -> dict[str, Any] | Non
         )
     # Every width GPTQ checkpoints use loads; 3-bit has no Triton kernel, so its layers run through
     # a dense dequantized copy (correct, fp16 memory cost on CUDA; check_memory counts it).
-    from inference.gptq.format import SUPPORTED_BITS
+    from inference.gptq.options import SUPPORTED_BITS
 
     bits = qcfg.get("bits")
     if bits not in SUPPORTED_BITS:

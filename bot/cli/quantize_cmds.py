@@ -1,9 +1,10 @@
-"""`research-bot quantize MODEL_DIR OUT_DIR`: GPTQ-quantize a model on text sampled from the corpus.
+"""`research-bot quantize MODEL_DIR OUT_DIR`: GPTQ-quantize a model on a calibration mix.
 
-The corpus store supplies the calibration text (posts and papers), so the model is calibrated on
-the domain it will answer about; `--calib FILE` uses text files instead (text in the language the
-model knows: SmolLM2 is English-only, and calibrating it on Russian posts measured worse than
-round-to-nearest). `inference.gptq.quantize` does the work and never sees posts.
+Calibration text (`--calib`, repeatable, the sources mixed in equal characters): `mixed` (the
+default: posts and papers sampled from the corpus store, the domain the model will answer about,
+plus English prose from installed packages' metadata, the language small models know; SmolLM2
+calibrated on the Russian posts alone measured worse than round-to-nearest), `corpus`, `english`,
+or a UTF-8 text file. `inference.gptq` does the work and never sees the store.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import typer
 from bot.cli.app import DataDir, JsonFlag, app, console, print_json, progress_bar, settings_for
 from bot.services import open_corpus
 from core.errors import ConfigError
+from inference.gptq.options import QuantOptions
+
+DEFAULTS = QuantOptions()  # the measured defaults live in one place (benchmarks/gptq_real_model.py)
+SOURCES = ("mixed", "corpus", "english")
 
 
 @app.command()
@@ -27,16 +32,29 @@ def quantize(
         int, typer.Option("--group-size", help="Columns per scale group; -1: per channel")
     ] = 128,
     act_order: Annotated[
-        bool, typer.Option("--act-order", help="Quantize columns by decreasing activation energy")
-    ] = False,
+        bool,
+        typer.Option(
+            "--act-order", help="Quantize columns by decreasing activation energy (scatters groups)"
+        ),
+    ] = DEFAULTS.act_order,
+    group_aware: Annotated[
+        bool,
+        typer.Option(
+            "--group-aware/--no-group-aware",
+            help="Important groups and columns first, groups kept contiguous",
+        ),
+    ] = DEFAULTS.group_aware,
+    clip_search: Annotated[
+        bool, typer.Option("--clip/--no-clip", help="Search each group's range for the least error")
+    ] = DEFAULTS.clip_search,
     sym: Annotated[
         bool, typer.Option("--sym/--asym", help="Symmetric (zero at mid-range) or asymmetric grid")
-    ] = True,
+    ] = DEFAULTS.sym,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="Calibration windows")] = 128,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per calibration window")] = 512,
     damp_percent: Annotated[
         float, typer.Option("--damp", help="Hessian dampening, fraction of its mean diagonal")
-    ] = 0.01,
+    ] = DEFAULTS.damp_percent,
     checkpoint_format: Annotated[
         str, typer.Option("--format", help="gptq (v1 zeros, widely read) or gptq_v2")
     ] = "gptq",
@@ -44,14 +62,17 @@ def quantize(
         bool, typer.Option("--rtn", help="Round-to-nearest instead of GPTQ (the baseline)")
     ] = False,
     calib: Annotated[
-        list[Path] | None,
-        typer.Option("--calib", help="Calibrate on this UTF-8 text file instead of the corpus (repeatable)"),
+        list[str] | None,
+        typer.Option(
+            "--calib",
+            help="mixed (default: corpus + English), corpus, english or a UTF-8 text file; repeatable",
+        ),
     ] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Quantize MODEL_DIR to a GPTQ checkpoint in OUT_DIR, calibrated on posts and papers of the corpus."""
-    from inference.gptq.quantize import QuantOptions, quantize_folder
+    """Quantize MODEL_DIR to a GPTQ checkpoint in OUT_DIR, calibrated on corpus posts mixed with English prose."""
+    from inference.gptq.quantize import quantize_folder
 
     if checkpoint_format not in ("gptq", "gptq_v2"):
         raise ConfigError(f"--format {checkpoint_format!r}: expected gptq or gptq_v2")
@@ -62,26 +83,12 @@ def quantize(
         group_size=group_size,
         sym=sym,
         act_order=act_order,
+        group_aware=group_aware,
+        clip_search=clip_search,
         damp_percent=damp_percent,
         zero_format="v1" if checkpoint_format == "gptq" else "v2",
     )
-    if calib:
-        texts = []
-        for path in calib:
-            try:
-                texts += [t for t in path.read_text(encoding="utf-8").split("\n\n") if t.strip()]
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(
-                    f"--calib {path}: cannot read it as UTF-8 text ({exc.__class__.__name__})"
-                ) from None
-        if not texts:
-            raise ConfigError("--calib: the files hold no text to calibrate on")
-    else:
-        store = open_corpus(settings_for(data_dir))
-        # Enough texts to fill the windows: posts are short, so oversample and let the tokenizer cut.
-        texts = store.sample_texts(max(calib_samples * 8, 64))
-        if not texts:
-            raise ConfigError("the corpus is empty, nothing to calibrate on: run `research-bot ingest` first")
+    texts = _calibration_texts(calib or ["mixed"], calib_samples, data_dir)
     with progress_bar("quantize", hidden=as_json) as progress:
         task = progress.add_task("calibrating", total=None)
 
@@ -112,3 +119,26 @@ def quantize(
         f"{out_dir}, calibrated on {summary['calib_samples']} windows of {summary['seq_len']} tokens",
         highlight=False,
     )
+
+
+def _calibration_texts(choices: list[str], calib_samples: int, data_dir: Path | None) -> list[str]:
+    """The texts of each --calib source, mixed in equal characters."""
+    from inference.gptq.calibration import english_texts, file_texts, mix
+
+    sources = []
+    for choice in choices:
+        if choice in ("mixed", "english"):
+            sources.append(english_texts())
+        if choice in ("mixed", "corpus"):
+            store = open_corpus(settings_for(data_dir))
+            # Enough texts to fill the windows: posts are short, so oversample and let the tokenizer cut.
+            corpus = store.sample_texts(max(calib_samples * 8, 64))
+            if not corpus:
+                raise ConfigError(
+                    "the corpus is empty, nothing to calibrate on: run `research-bot ingest` first, "
+                    "or pass --calib english or --calib FILE"
+                )
+            sources.append(corpus)
+        if choice not in SOURCES:
+            sources.append(file_texts([Path(choice)]))
+    return mix(*sources)

@@ -35,21 +35,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from inference.errors import CheckpointError, InferenceError
+from inference.gptq.options import check_bits
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_BITS = (2, 3, 4, 8)
 ZERO_FORMATS = {"gptq": "v1", "gptq_v2": "v2"}
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 QUANTIZE_CONFIG = "quantize_config.json"
 QUANT_SUFFIXES = ("qweight", "qzeros", "scales", "g_idx")
-
-
-def check_bits(bits: int, what: str = "bits") -> int:
-    if bits not in SUPPORTED_BITS:
-        raise InferenceError(f"{what}={bits} is not supported: GPTQ packing here handles bits 2, 3, 4 or 8")
-    return bits
 
 
 # --- packing -------------------------------------------------------------------------------------

@@ -207,7 +207,45 @@ def test_cli_empty_corpus_is_one_line(tiny, tmp_path, capsys):
         main(["quantize", str(tiny.path), str(tmp_path / "o"), "--data-dir", str(tmp_path / "d")])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert "corpus is empty" in err and "Traceback" not in err
+    assert "corpus is empty" in err and "--calib english" in err and "Traceback" not in err
+
+
+def test_cli_default_mix_and_english_only_calibration(tiny, tmp_path, sample_corpus):
+    """No corpus needed with --calib english; the default mixes corpus posts with English prose."""
+    from typer.testing import CliRunner
+
+    from bot.cli.app import app
+    from bot.cli.main import COMMAND_MODULES
+    from bot.cli.quantize_cmds import _calibration_texts
+    from bot.services import open_corpus
+    from bot.settings import load_settings
+    from ingest.pipeline import ingest_locations
+
+    for module in COMMAND_MODULES:
+        __import__(module)
+    out = tmp_path / "en"
+    args = [
+        "quantize",
+        str(tiny.path),
+        str(out),
+        "--calib",
+        "english",
+        "--calib-samples",
+        "4",
+        "--seq-len",
+        "32",
+    ]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "empty"), "--json"])
+    assert result.exit_code == 0, result.output
+    quant = read_checkpoint(out).quant
+    assert quant.extra["act_group_aware"] == QuantOptions().group_aware  # the defaults are recorded
+
+    store = open_corpus(load_settings(tmp_path / "data"))
+    ingest_locations(store, [str(sample_corpus)])
+    store.close()
+    texts = _calibration_texts(["mixed"], 8, tmp_path / "data")
+    cyrillic = sum(len(t) for t in texts if any("а" <= c <= "я" for c in t[:200]))
+    assert 0.3 < cyrillic / sum(len(t) for t in texts) < 0.7  # both languages, in about equal measure
 
 
 def test_cli_refuses_bad_bits_and_missing_model(tmp_path, capsys):

@@ -1,0 +1,42 @@
+"""What a GPTQ run is asked to do (`QuantOptions`) and which widths the format packs.
+
+Boundary: plain settings, no torch, so the CLI can read the defaults without loading torch.
+The defaults are the measured best on a real model (SmolLM2-135M, benchmarks/gptq_real_model.py;
+numbers in the comments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inference.errors import InferenceError, QuantizeError
+
+SUPPORTED_BITS = (2, 3, 4, 8)
+
+
+def check_bits(bits: int, what: str = "bits") -> int:
+    if bits not in SUPPORTED_BITS:
+        raise InferenceError(f"{what}={bits} is not supported: GPTQ packing here handles bits 2, 3, 4 or 8")
+    return bits
+
+
+@dataclass
+class QuantOptions:
+    bits: int = 4
+    group_size: int = 128  # -1: per output channel (one group spanning K)
+    sym: bool = True
+    act_order: bool = False  # desc_act: columns by decreasing H_kk; groups scatter (non-trivial g_idx)
+    # groups by decreasing max H_kk, columns inside a group likewise; g_idx stays k // gs
+    group_aware: bool = True
+    clip_search: bool = False  # per-group range shrunk to the least squared error (GPTQ's `mse`)
+    damp_percent: float = 0.05
+    block_size: int = 128
+    true_sequential: bool = True
+    zero_format: str = "v1"  # v1 cannot store real zero 0, so asymmetric zeros are kept >= 1
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        if self.group_size != -1 and self.group_size <= 0:
+            raise QuantizeError(f"group_size={self.group_size} must be positive or -1 (per channel)")
+        if not 0 < self.damp_percent < 1:
+            raise QuantizeError(f"damp_percent={self.damp_percent} must lie strictly between 0 and 1")
