@@ -89,6 +89,12 @@ def build_graph(model: E5Model, weights: str = "int8"):
             domain=_MS,
         )
 
+    def skip_norm(x: str, residual: str, norm: str, bias: np.ndarray, output: str) -> str:
+        """LayerNorm(x + bias + residual) in one kernel; `norm` names the LN's .w/.b tensors."""
+        ln = [const(f"{norm}.w", t[f"{norm}.w"]), const(f"{norm}.b", t[f"{norm}.b"])]
+        inputs = [x, residual, *ln, const(f"{output}.bias", bias)]
+        return node("SkipLayerNormalization", inputs, output, domain=_MS, epsilon=c["eps"])
+
     # embeddings: word rows + position rows 0..T-1 + token type 0, then LayerNorm
     positions = t["emb.pos"] + t["emb.type"][0]  # (P, H): the type row folded in
     shape = node("Shape", ["embeds"], "emb.shape")
@@ -125,19 +131,7 @@ def build_graph(model: E5Model, weights: str = "int8"):
             num_heads=heads,
         )  # (B, T, H)
         ao = linear(att, t[f"{p}.ao.w"], f"{p}.ao")
-        h = node(
-            "SkipLayerNormalization",
-            [
-                ao,
-                h,
-                const(f"{p}.aln.w", t[f"{p}.aln.w"]),
-                const(f"{p}.aln.b", t[f"{p}.aln.b"]),
-                const(f"{p}.ao.b", t[f"{p}.ao.b"]),
-            ],
-            f"{p}.h1",
-            domain=_MS,
-            epsilon=c["eps"],
-        )
+        h = skip_norm(ao, h, f"{p}.aln", t[f"{p}.ao.b"], f"{p}.h1")
         ff = node(
             "BiasGelu",
             [linear(h, t[f"{p}.fi.w"], f"{p}.fi"), const(f"{p}.fi.b", t[f"{p}.fi.b"])],
@@ -145,19 +139,7 @@ def build_graph(model: E5Model, weights: str = "int8"):
             domain=_MS,
         )  # (B, T, F)
         fo = linear(ff, t[f"{p}.fo.w"], f"{p}.fo")
-        h = node(
-            "SkipLayerNormalization",
-            [
-                fo,
-                h,
-                const(f"{p}.oln.w", t[f"{p}.oln.w"]),
-                const(f"{p}.oln.b", t[f"{p}.oln.b"]),
-                const(f"{p}.fo.b", t[f"{p}.fo.b"]),
-            ],
-            f"{p}.h2" if i < c["layers"] - 1 else "hidden",
-            domain=_MS,
-            epsilon=c["eps"],
-        )
+        h = skip_norm(fo, h, f"{p}.oln", t[f"{p}.fo.b"], f"{p}.h2" if i < c["layers"] - 1 else "hidden")
     graph = helper.make_graph(
         nodes,
         "e5",
