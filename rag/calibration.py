@@ -116,7 +116,9 @@ def missing_detail(
     unknown = unknown_names(question, known)
     if unknown:
         return "unknown name: " + ", ".join(unknown)
-    if detect_language(question) == "ru":
+    if detect_language(question) == "ru" and not _names(question):
+        # a question that names something the corpus knows ("Расскажи подробно про SageAttention")
+        # is about the corpus, whatever its other words
         terms = list(dict.fromkeys(tokenize(question)))
         new = [t for t in terms if t not in known and not any(x in known for x in expand_terms([t], "ru"))]
         if terms and len(new) / len(terms) >= UNKNOWN_SHARE:
@@ -131,6 +133,19 @@ def missing_detail(
     if counted and not gives_quantity(counted, about):
         return "no number of " + counted[0] + " in the posts"
     return None
+
+
+def _names(question: str) -> list[str]:
+    """The names a question uses (Latin-script, and capitalized Cyrillic words not opening a sentence)."""
+    out = []
+    for match in _NAME.finditer(question):
+        name = match.group(0).rstrip(".")
+        if not (match.start() == 0 and re.fullmatch(r"[A-Z][a-z]+", name)):  # not the first word
+            out.append(name)
+    for match in _CYRILLIC_NAME.finditer(question):
+        if not _SENTENCE_START.search(question[: match.start()]):
+            out.append(match.group(0).rstrip("."))
+    return out
 
 
 def unknown_names(question: str, vocab: dict[str, int] | set[str]) -> list[str]:

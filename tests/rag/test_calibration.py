@@ -9,6 +9,7 @@ from importlib import resources
 import pytest
 
 from rag import calibration
+from rag.calibration import missing_detail
 from rag.sentences import counted_terms
 from rag.text import tokenize
 from rag.types import Hit
@@ -151,3 +152,14 @@ def test_a_russian_question_mostly_of_words_the_corpus_never_uses_abstains():
     assert not SURE.decide("Научилась ли большая модель понимать картинки?", [LLAMA], vocab)
     # an English question about Russian posts: its ordinary words are unknown by nature
     assert not SURE.decide("Can the big model see pictures now?", [LLAMA], VOCAB)
+
+
+def test_a_question_naming_a_known_subject_is_not_refused_for_its_everyday_words():
+    """ "Расскажи подробно" and "быстрее" need not be corpus words when the question names the post's subject."""
+    texts = [
+        "SageAttention квантует Q и K в INT8. Ускорение внимания в 2 раза по сравнению с FlashAttention2."
+    ]
+    vocab = {t for text in texts for t in tokenize(text)}
+    assert missing_detail("Расскажи подробно про SageAttention и INT8", texts, vocab) is None
+    assert missing_detail("Во сколько раз SageAttention быстрее?", texts, vocab) is None
+    assert missing_detail("Какой рецепт борща?", texts, vocab | {"рецепт"}) is not None
