@@ -166,6 +166,8 @@ def test_token_ids_match_the_engine_exactly(tokenizer, engine_tokenizer):
     for text in TEXTS:
         for prefixed in (text, "passage: " + text, "query: " + text):
             assert tokenizer.content_ids(prefixed) == engine_tokenizer(prefixed), repr(prefixed)
+            # the plain Viterbi that short batches take before the Rust model is built
+            assert tokenizer._viterbi(tokenizer.normalize(prefixed)) == engine_tokenizer(prefixed)
     # several unknown characters in a row stay one <unk> each, as in the engine
     assert tokenizer.content_ids("𓀀𓀁").count(tokenizer.unk) == 2
 
