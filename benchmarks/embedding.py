@@ -13,7 +13,9 @@ count, CPU seconds per chunk, and cosine agreement with the engine (the referenc
 a question set (default tests/data/realistic_qa.jsonl, else tests/data/qa_sample.jsonl) it also
 prints dense-only hit@5 per path over all sample chunks: a question hits when one of its top 5
 posts contains one of its `posts` (or `expect`) strings. `--profile` prints where the default
-path's time goes, per operator type (one thread). The first run converts the model into the cache
+path's time goes, per operator type (one thread); `--gemm` how fast this CPU runs the model's
+matrix products in torch float32, ONNX Runtime float32 and int8 (GFLOP per CPU second, one thread;
+nothing else runs then). The first run converts the model into the cache
 (the torch export takes minutes; the fused graphs seconds).
 
 On a machine shared with other jobs, compare the ratios of one run, not absolute rates, and repeat
@@ -185,6 +187,63 @@ def profile(texts: list[str]) -> None:
         print(f"  {op:<26}{sec:8.2f} s {100 * sec / total:5.1f}%")
 
 
+def gemm() -> None:
+    """The encoder's matrix shapes for 2048 tokens, one thread, best of 5, per CPU second."""
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    torch.set_num_threads(1)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    rng = np.random.default_rng(0)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(5):
+            start = time.thread_time()
+            fn()
+            times.append(time.thread_time() - start)
+        return min(times)
+
+    def session(node, inits):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, None])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])
+        graph = helper.make_graph([node], "g", [x], [y], inits)
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+        )
+        model.ir_version = 8
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    print("\nGFLOP per CPU second, one thread, M=2048 tokens")
+    for k, n in ((384, 1152), (384, 384), (384, 1536), (1536, 384)):
+        x = rng.standard_normal((2048, k), dtype=np.float32)
+        w = rng.standard_normal((k, n), dtype=np.float32) * 0.05
+        scale = np.abs(w).max(axis=0) / 127
+        fp32 = session(helper.make_node("MatMul", ["x", "w"], ["y"]), [numpy_helper.from_array(w, "w")])
+        inits = [
+            numpy_helper.from_array(np.round(w / scale).astype(np.int8), "q"),
+            numpy_helper.from_array(scale.astype(np.float32), "s"),
+            numpy_helper.from_array(np.zeros(n, np.int8), "z"),
+        ]
+        int8 = session(
+            helper.make_node("DynamicQuantizeMatMul", ["x", "q", "s", "z"], ["y"], domain="com.microsoft"),
+            inits,
+        )
+        xt, wt = torch.from_numpy(x), torch.from_numpy(w)
+        rates = {
+            "torch fp32": best(lambda xt=xt, wt=wt: xt @ wt),
+            "ort fp32": best(lambda s=fp32, x=x: s.run(None, {"x": x})),
+            "ort int8": best(lambda s=int8, x=x: s.run(None, {"x": x})),
+        }
+        flop = 2 * 2048 * k * n / 1e9
+        print(
+            f"  K={k:<5} N={n:<5}" + "".join(f"{name:>12} {flop / sec:6.1f}" for name, sec in rates.items())
+        )
+
+
 def hit_at_5(encode, chunks, posts, questions) -> dict[str, float]:
     post_ids = np.array([p for p, _ in chunks])
     passages = np.asarray(encode([t for _, t in chunks], False), dtype=np.float32)  # (n_chunks, dim)
@@ -212,7 +271,12 @@ def main() -> None:
     ap.add_argument("--questions", type=Path, default=None)
     ap.add_argument("--no-quality", action="store_true", help="skip hit@5 (it embeds every chunk per path)")
     ap.add_argument("--profile", action="store_true", help="the default path's time per operator type")
+    ap.add_argument(
+        "--gemm", action="store_true", help="only GFLOP/s of the model's GEMM shapes, fp32 vs int8"
+    )
     args = ap.parse_args()
+    if args.gemm:
+        return gemm()
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     chunks, posts = sample_chunks()
     paths = build_paths(threads)

@@ -15,12 +15,19 @@
   earlier way to ONNX; minutes to build, kept for comparison.
 
 Why fused-int8 is the default: it is the fastest path at the same hit@5. Measured side by side
-(python benchmarks/embedding.py; 2 cores shared with ~6 other jobs at load 9-13, so see the
-README for the ratios) relative to sentence-transformers fp32: fused-int8 1.2x in CPU time on one
-thread, 1.1-1.6x wall on two; the engine 0.6x. Dense-only hit@5 on
-tests/data/realistic_qa.jsonl (121 answerable questions): fused-int8 0.876, fused-fp32 0.851
-(= sentence-transformers fp32), the package's exact Q4 weights in MatMulNBits (int8 compute)
-0.868 but slower than int8 (0.92x of st-fp32 CPU time; dropped).
+(python benchmarks/embedding.py --chunks 16 --threads 2; 2 cores shared with other jobs at load
+5-11, so ratios, not rates) relative to sentence-transformers fp32: fused-int8 1.5-1.9x wall (CPU
+time per chunk 0.13-0.17 s vs 0.32-0.34 s), fused-fp32 1.1-1.5x, ONNX int8 over the torch export
+1.4-1.6x, the engine 0.6-0.9x; on one thread, CPU time 1.87x. Dense-only hit@5 on
+tests/data/realistic_qa.jsonl (121 answerable questions): fused-int8 0.851, st fp32 0.851,
+fused-fp32 0.851, engine 0.860, onnx-int8 0.860 (one question is 0.008). The package's exact Q4
+weights in MatMulNBits (int8 compute) reached 0.868 but ran slower than int8 (0.92x of st-fp32
+CPU time), so it was dropped.
+Why not the issue's 4x: sentence-transformers spends 74% of its time in float32 GEMMs (torch
+profiler, one thread); on this AVX2 CPU without VNNI an int8 GEMM runs only about 1.5x a float32
+one (`python benchmarks/embedding.py --gemm`: ONNX Runtime int8 76-83 vs torch float32 45-61
+GFLOP per CPU second at the model's shapes), and in the
+fused int8 path the GEMMs are still 64% of the time, attention 22%, LayerNorm + GELU 12%.
 """
 
 from __future__ import annotations
