@@ -29,6 +29,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -193,7 +194,8 @@ def main() -> None:
     )
     print("| checkpoint | ppl | KL(fp‖q) | top-1 | seconds |")
     print("|---|---|---|---|---|")
-    rows = []
+    rows: list[str] = []
+    sampled: list[tuple[str, list[str]]] = []
     for spec in args.configs:
         method, bits, group, *tweaks = spec.split(":")
         if method == "gptqmodel" and not have_gptqmodel:
@@ -217,13 +219,15 @@ def main() -> None:
             print(f"| full precision | {c.ppl_ref:.2f} | – | – | – |")
         label = f"{label} {bits}-bit g{group_size}{note}"
         print(f"| {label} | {c.ppl:.2f} | {c.kl:.4f} | {c.top1:.3f} | {seconds:.0f} |", flush=True)
-        rows.append((label, model, int(bits), group_size))
+        if int(bits) == 4 and group_size == fit_group_size(widths, args.sample_group):
+            sampled.append((label, samples(model, tokenizer, args.sample_tokens)))
+            # also to stderr at once: a run cut short (a 4-bit GPTQ of SmolLM2 took 28 min on a
+            # busy 2-core box) keeps the samples it produced
+            print(f"samples {label}: {sampled[-1][1]}", file=sys.stderr, flush=True)
+        rows.append(label)
     print(f"\ngreedy samples ({args.sample_tokens} new tokens):")
-    picked = [
-        (label, m) for label, m, b, g in rows if b == 4 and g == fit_group_size(widths, args.sample_group)
-    ]
-    for label, model in [("full precision", fp), *picked]:
-        for prompt, text in zip(PROMPTS, samples(model, tokenizer, args.sample_tokens), strict=True):
+    for label, texts in [("full precision", samples(fp, tokenizer, args.sample_tokens)), *sampled]:
+        for prompt, text in zip(PROMPTS, texts, strict=True):
             print(f"- {label} | {prompt} -> {json.dumps(text, ensure_ascii=False)}")
 
 
