@@ -29,10 +29,13 @@ def english_texts() -> list[str]:
     texts: list[str] = []
     for name in ENGLISH_PACKAGES:
         try:
-            body = metadata.metadata(name).get_payload() or ""
+            # the METADATA file's body, read as text: `metadata.metadata(name).get_payload()` is
+            # empty once LiteLLM is imported (it swaps in importlib_metadata's message adapter)
+            raw = metadata.distribution(name).read_text("METADATA") or ""
         except metadata.PackageNotFoundError:
             continue
-        texts += [t for t in str(body).split("\n\n") if t.strip()]
+        body = raw.replace("\r\n", "\n").partition("\n\n")[2]
+        texts += [t for t in body.split("\n\n") if t.strip()]
     return texts
 
 

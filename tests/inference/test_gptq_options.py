@@ -95,6 +95,16 @@ def test_english_calibration_text_is_available_offline():
     assert sum(len(t) for t in texts) > 50_000  # enough for 32 windows x 256 tokens
 
 
+def test_english_calibration_text_survives_litellm(monkeypatch):
+    """A whole-suite run imports LiteLLM, which swaps importlib.metadata's message type; the English
+    calibration text (and so `quantize`'s default mix) came back empty after it."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
+    before = english_texts()
+    import litellm  # noqa: F401
+
+    assert english_texts() == before
+
+
 def test_calibration_files_give_one_clear_error(tmp_path):
     good = tmp_path / "a.txt"
     good.write_text("first paragraph\n\nsecond\n\n\n", encoding="utf-8")
