@@ -405,6 +405,8 @@ class Engine:
             finish = "length"
         if finish is not None and req.stream is not None:
             text += req.stream.finish()
+            if req.stream.matched_stop:  # the last token completed a stop string held back by the
+                finish = "stop"  # detokenizer (a partial UTF-8 character): a stop, as OpenAI reports it
         logprobs = [logprob] if logprob is not None else None
         if req.params.prompt_logprobs is not None and len(req.output) == 1:
             logprobs = [*req.prompt_logprobs, *(logprobs or [])]  # the prompt's come first, once

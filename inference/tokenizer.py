@@ -183,6 +183,7 @@ class TextStream:
         self.stop = stop
         self.held = ""
         self.stopped = False
+        self.matched_stop = False  # a stop string was generated (also when only `finish` reveals it)
 
     def _next_text(self) -> str:
         prefix_text = self.tok.decode(self.ids[self.prefix : self.read])
@@ -206,7 +207,7 @@ class TextStream:
         buf = self.held + delta
         hits = [i for i in (buf.find(s) for s in self.stop) if i >= 0]
         if hits:
-            self.stopped = True
+            self.stopped = self.matched_stop = True
             self.held = ""
             return buf[: min(hits)]
         keep = 0  # longest suffix of buf that begins some stop string

@@ -8,7 +8,7 @@ import pytest
 
 from inference.sampling import TokenLogprob
 from inference.server.protocol import TextOffsets, completion_logprobs
-from inference.tokenizer import ChatTokenizer, TokenizerError
+from inference.tokenizer import ChatTokenizer, TextStream, TokenizerError
 from tests.inference._llm_helpers import train_tokenizer
 
 TEXT = "Привет, мир! Квантование 🚀🔥 работает 😀🤖✨ ёжик"
@@ -122,3 +122,28 @@ def test_token_pieces_of_a_sentencepiece_vocabulary():
         if not piece.startswith("bytes:"):
             assert text[offset:].startswith(piece), (offset, piece)
     assert echo.text_offset[-4:] == [len(text) - 1] * 4  # the emoji's four bytes: one character
+
+
+class _PartialBytes:
+    """A tokenizer whose id 2 is "мир" plus the first byte of an emoji (decodes to U+FFFD until id 3
+    completes it): the token that generates the stop string also leaves a partial character."""
+
+    PIECES = {1: "Привет, ", 2: "мир\ufffd", 3: "✨"}
+
+    def decode(self, ids):
+        text = "".join(self.PIECES[i] for i in ids)
+        return text.replace("\ufffd✨", "✨")
+
+
+def test_a_stop_string_revealed_only_when_generation_ends_still_counts_as_a_stop():
+    """max_tokens reached on the token that completes a stop string the detokenizer held back: the
+    engine reports finish_reason "stop" (as OpenAI does), not "length" (LiteLLM's test caught it)."""
+    stream = TextStream(_PartialBytes(), [], ("мир",))
+    shown = stream.push(1) + stream.push(2)
+    assert shown == "Привет, " and not stream.matched_stop  # "мир" held back behind the partial byte
+    shown += stream.finish()
+    assert shown == "Привет, " and stream.matched_stop
+
+    plain = TextStream(_PartialBytes(), [], ("пока",))
+    assert plain.push(1) + plain.push(2) + plain.finish() == "Привет, мир\ufffd"
+    assert not plain.matched_stop
