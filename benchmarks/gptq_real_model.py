@@ -165,6 +165,8 @@ def main() -> None:
     ap.add_argument("--sample-tokens", type=int, default=32)
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "research-bot" / "gptqmodel")
     args = ap.parse_args()
+    if args.sample_group <= 0:
+        ap.error(f"--sample-group {args.sample_group}: must be a positive group size")
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
