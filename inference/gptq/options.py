@@ -26,9 +26,12 @@ class QuantOptions:
     group_size: int = 128  # -1: per output channel (one group spanning K)
     sym: bool = True
     act_order: bool = False  # desc_act: columns by decreasing H_kk; groups scatter (non-trivial g_idx)
-    # groups by decreasing max H_kk, columns inside a group likewise; g_idx stays k // gs
+    # groups by decreasing max H_kk, columns inside a group likewise; g_idx stays k // gs. With damp
+    # 0.05, on SmolLM2 4-bit g64: KL 0.238 / ppl 81.5 vs 0.340 / 88.4 for stored order and damp 0.01
     group_aware: bool = True
-    clip_search: bool = False  # per-group range shrunk to the least squared error (GPTQ's `mse`)
+    # per-group range shrunk to the least squared error (GPTQ's `mse`): SmolLM2 4-bit g64, same 16x128
+    # windows: KL 0.179 vs 0.238 without, ppl 77.5 vs 81.5 (GPTQModel 0.242 / 80.2)
+    clip_search: bool = True
     damp_percent: float = 0.05
     block_size: int = 128
     true_sequential: bool = True

@@ -7,7 +7,7 @@ Per linear layer W (N, K) with calibration inputs X (n, K):
   H = 2/n Σ x xᵀ; dead columns (H_kk = 0) are zeroed; H += λI with λ = damp_percent · mean(diag H);
   U = chol(H⁻¹) upper; columns are quantized in `column_order` (stored order, act-order, or the
   default group-aware order that keeps g_idx trivial), each group's scale from a min/max range,
-  optionally shrunk to the least squared error (`clip_search`, off by default); each column's error
+  optionally shrunk to the least squared error (`clip_search`, on by default); each column's error
   e = (w - q)/U_kk is pushed onto the not-yet-quantized columns of its block of 128 through U's
   row, and whole blocks are updated lazily at once (the paper's section 4 trick: the O(K²N) update
   becomes matrix-matrix instead of matrix-vector).
