@@ -17,6 +17,7 @@ import unicodedata
 _WORD = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*", re.UNICODE)
 _UKRAINIAN = re.compile(r"[іїєґІЇЄҐ]")
 CYRILLIC_SHARE = 0.3
+CYRILLIC_LANGUAGES = frozenset({"ru", "uk"})  # what `detect_language` calls Cyrillic text
 _CODES = {"LATIN": "en", "HAN": "zh", "HANGUL": "ko", "ARABIC": "ar", "HEBREW": "he", "GREEK": "el"}
 
 

@@ -18,7 +18,8 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_RUSSIAN
 
 from core.errors import RetrievalError
-from core.lang import detect_language as detect_language  # re-exported for rag's callers
+from core.lang import CYRILLIC_LANGUAGES
+from core.lang import detect_language as _iso_language
 
 TOKENIZER_VERSION = 3  # 3: chunks after the first are indexed with their post's first line
 # A query longer than this is cut: BM25 and the embedding model gain nothing from more text
@@ -65,6 +66,14 @@ _STOP = (
         "сколько",
     }
 )
+
+
+def detect_language(text: str) -> str:
+    """The language as retrieval and answers use it: `core.lang`'s code, with all Cyrillic text read
+    as "ru" (Ukrainian too: one Cyrillic stemmer, the ru<->en glossary, answers in Russian, as before
+    `core.lang` told Ukrainian apart)."""
+    code = _iso_language(text)
+    return "ru" if code in CYRILLIC_LANGUAGES else code
 
 
 def clean_query(text: str) -> str:

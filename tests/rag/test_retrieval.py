@@ -108,10 +108,18 @@ def test_channel_and_date_filters(service):
         ("Что такое KV-cache в vLLM и FlashAttention?", "ru"),
         ("量化是什么", "zh"),  # core.lang: ISO codes (was "other" before issue 16)
         ("12345 ???", "und"),
+        ("Які моделі квантизації підтримує ця бібліотека і скільки пам'яті їм потрібно?", "ru"),
     ],
 )
 def test_language_detection(text, lang):
+    """Retrieval's view: any Cyrillic text is "ru" (one stemmer, the ru<->en glossary)."""
     assert detect_language(text) == lang
+
+
+def test_a_ukrainian_question_is_answered_in_the_cyrillic_branch_not_in_english():
+    from rag.answer import language_of
+
+    assert language_of("Які моделі квантизації підтримує ця бібліотека?") == "ru"
 
 
 def test_glossary_expands_both_ways():
