@@ -32,9 +32,14 @@ def bot_command(
 
     username = asyncio.run(check_bot_api(settings))
     services = build_services(settings)
-    where = f"webhook {webhook}" if webhook else f"long polling via {settings.telegram_api_url}"
-    err_console.print(f"research-bot: @{username} running ({safe(where)}); Ctrl-C stops it", highlight=False)
     try:
+        # The indexes in step with the store before anyone asks: after an upgrade that changed the
+        # default embedding model, every answer would otherwise be "run research-bot reindex".
+        services.rag.sync()
+        where = f"webhook {webhook}" if webhook else f"long polling via {settings.telegram_api_url}"
+        err_console.print(
+            f"research-bot: @{username} running ({safe(where)}); Ctrl-C stops it", highlight=False
+        )
         run(settings, services, webhook)
     finally:
         services.close()
