@@ -128,7 +128,13 @@ def _calibration_texts(choices: list[str], calib_samples: int, data_dir: Path | 
     sources = []
     for choice in choices:
         if choice in ("mixed", "english"):
-            sources.append(english_texts())
+            english = english_texts()
+            if not english:  # a slim install without the packages whose descriptions are the text
+                raise ConfigError(
+                    "no English calibration text found in the installed packages' descriptions: "
+                    "pass --calib corpus or --calib FILE"
+                )
+            sources.append(english)
         if choice in ("mixed", "corpus"):
             store = open_corpus(settings_for(data_dir))
             # Enough texts to fill the windows: posts are short, so oversample and let the tokenizer cut.

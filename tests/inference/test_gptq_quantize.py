@@ -210,6 +210,31 @@ def test_cli_empty_corpus_is_one_line(tiny, tmp_path, capsys):
     assert "corpus is empty" in err and "--calib english" in err and "Traceback" not in err
 
 
+def test_cli_without_english_text_says_so(tiny, tmp_path, capsys, monkeypatch):
+    """A slim install without the packages whose descriptions are the English text: one line naming
+    the missing source, before any model loads (not "0 tokens ... ingest more text")."""
+    import inference.gptq.calibration as calibration
+    from bot.cli.main import main
+
+    monkeypatch.setattr(calibration, "english_texts", lambda: [])
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "quantize",
+                str(tiny.path),
+                str(tmp_path / "o"),
+                "--calib",
+                "english",
+                "--data-dir",
+                str(tmp_path),
+            ]
+        )
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "no English calibration text" in err and "--calib corpus" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_default_mix_and_english_only_calibration(tiny, tmp_path, sample_corpus):
     """No corpus needed with --calib english; the default mixes corpus posts with English prose."""
     from typer.testing import CliRunner
