@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from sqlalchemy import CursorResult, delete, func, insert, select
@@ -86,8 +86,10 @@ def filtered_chunk_ids(
         stmt = stmt.where((Channel.username == name) | (Channel.title == name))
     if since is not None:
         stmt = stmt.where(Post.date >= _utc_start(since))
-    if until is not None:
+    if isinstance(until, datetime):
         stmt = stmt.where(Post.date <= _utc_start(until))
+    elif until is not None:  # a date: "on or before", so all of that day
+        stmt = stmt.where(Post.date < _utc_start(until + timedelta(days=1)))
     with store.session() as s:
         return sorted(s.scalars(stmt))
 

@@ -148,3 +148,15 @@ def test_papers_are_searchable_with_title_and_link(service, store):
     assert service.search("модели", k=5, channel="kpd") and all(
         h.title is None for h in service.search("INT4", k=5, channel="kpd")
     )
+
+
+def test_until_a_date_includes_that_whole_day(store):
+    """`--until 2025-04-28` means on or before that day: a post at 15:00 on the 28th is in."""
+    from rag.chunking import sync_chunks
+    from rag.store.chunks import filtered_chunk_ids
+
+    add_posts(store, [("late_ch", 7, "2025-04-28T15:00:00", "Пост, опубликованный днём двадцать восьмого.")])
+    sync_chunks(store)
+    assert filtered_chunk_ids(store, None, None, date(2025, 4, 28))
+    assert filtered_chunk_ids(store, None, date(2025, 4, 28), date(2025, 4, 28))
+    assert filtered_chunk_ids(store, None, None, date(2025, 4, 27)) == []
