@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.seams import IndexUpkeep
 from bot.writer_lock import writer_lock
@@ -21,6 +21,9 @@ from core.errors import IngestError
 from ingest.bot_api import location_for, message_batch
 from ingest.pipeline import IngestReport, ingest_locations, reingest_all, rereadable_sources
 from rag.store import IngestSummary, SourceInfo, Store
+
+if TYPE_CHECKING:
+    from aiogram.types import Message
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (done, total, location)
@@ -103,7 +106,7 @@ class CorpusOps:
 
                 await asyncio.to_thread(work)
 
-    async def ingest_live(self, message: Any, channel_key: str) -> IngestSummary:
+    async def ingest_live(self, message: Message, channel_key: str) -> IngestSummary:
         """Store and index one channel post at once (live posts are serialized among themselves).
 
         `channel_key` is the store identity `bot.channels.LiveChannels.admit` bound to the post's

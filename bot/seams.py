@@ -9,9 +9,9 @@ look-alike. A question goes handler -> `Answers.stream_answer` -> RagService -> 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rag.types import Answer
+from rag.types import Answer, JSONValue
 
 if TYPE_CHECKING:  # crosspost.service loads twitter-text and openai (~2-4 s): only when converting
     from crosspost.model import SourcePost
@@ -33,7 +33,7 @@ class IndexUpkeep(Protocol):
 
     def sync(self) -> int: ...
 
-    def reindex(self) -> dict[str, Any]: ...
+    def reindex(self) -> dict[str, JSONValue]: ...
 
 
 class RagServices(Answers, IndexUpkeep, Protocol):

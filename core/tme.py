@@ -35,8 +35,12 @@ class PostRef:
         return post_url(self.channel, self.message_id)
 
 
+def channel_url(channel: str) -> str:
+    return f"https://t.me/{channel}"
+
+
 def post_url(channel: str, message_id: int) -> str:
-    return f"https://t.me/{channel}/{message_id}"
+    return f"{channel_url(channel)}/{message_id}"
 
 
 def _ref(match: re.Match[str] | None) -> PostRef | None:
@@ -52,6 +56,12 @@ def parse_post_link(text: str, *, short: bool = False) -> PostRef | None:
 def find_post_link(text: str) -> PostRef | None:
     """The first post link inside a text or URL."""
     return _ref(_IN_TEXT.search(text))
+
+
+def parse_channel_link(text: str) -> str | None:
+    """The channel a whole string links to (`https://t.me/name`), or None."""
+    match = _CHANNEL_LINK.match(text.strip())
+    return match.group("channel") if match else None
 
 
 def channel_name(ref: str) -> str:

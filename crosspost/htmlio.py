@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+from core.text import utf16_len
 from crosspost.model import Doc, Span
 from crosspost.parse import doc_from_entities
 from crosspost.tokens import find_tokens
@@ -182,7 +183,7 @@ class _ToEntities(HTMLParser):
 
     def handle_data(self, data):
         self.pieces.append(data)
-        self._units += len(data.encode("utf-16-le")) // 2
+        self._units += utf16_len(data)
 
 
 def doc_from_html(text: str) -> Doc:

@@ -18,6 +18,7 @@ import lxml.html
 from lxml import etree
 
 from core.errors import IngestError
+from core.tme import parse_channel_link
 from ingest.clean import clean_with_entities, utf16_len
 
 SIMPLE_TAGS = {
@@ -56,7 +57,6 @@ _HOST_LIKE = re.compile(
     re.I,
 )
 _STICKER_FILE = re.compile(r"\.(?:webp|tgs|webm|png|jpe?g|gif|mp4|json|lottie)$", re.I)
-_TME_USER = re.compile(r"^(?:https?://)?(?:www\.)?(?:t\.me|telegram\.me)/([A-Za-z0-9_]{3,64})/?$", re.I)
 
 
 Element = lxml.html.HtmlElement
@@ -215,8 +215,8 @@ class _Builder:
             return {"type": "hashtag"}
         if lowered.startswith(("?q=%24", "?q=$")):
             return {"type": "cashtag"}
-        user = _TME_USER.match(href)
-        if label.startswith("@") and user and user.group(1).lower() == label[1:].lower():
+        user = parse_channel_link(href)
+        if label.startswith("@") and user and user.lower() == label[1:].lower():
             return {"type": "mention"}
         if not href:
             return None

@@ -73,10 +73,10 @@ class Calibration:
             return missing
         return "weak evidence" if self.abstain(hits) else None
 
-    def abstain(self, hits: list[Hit], unknown: list[str] | None = None) -> bool:
-        """True when the corpus does not cover the question: it names something the corpus never
-        mentions (`unknown`, from `unknown_names`), or its best evidence is under both thresholds."""
-        if not hits or unknown:
+    def abstain(self, hits: list[Hit]) -> bool:
+        """True when the evidence is weak: no hits, or the best of the top hits is under both
+        thresholds (rule 3; `decide` applies the lexical rules first)."""
+        if not hits:
             return True
         top = hits[:EVIDENCE_HITS]
         sentence = max(h.sentence_cosine for h in top)

@@ -160,7 +160,7 @@ def _command_source(message: Message, args: str) -> str | SourcePost | None:
     if args:
         # The text after the command, with the entities shifted to start at the text.
         assert message.text is not None
-        shift = len(message.text.encode("utf-16-le")) // 2 - len(args.encode("utf-16-le")) // 2
+        shift = utf16_len(message.text) - utf16_len(args)
         entities = [
             {**e.model_dump(mode="json", exclude_none=True), "offset": e.offset - shift}
             for e in message.entities or []

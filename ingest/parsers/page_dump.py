@@ -20,14 +20,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.tme import parse_post_link
 from ingest.clean import DATE_TIME, finish_batch, is_junk_line, is_reactions, parse_reactions
 from ingest.registry import RawSource, register
 from rag.store.records import PostRecord, SourceBatch
 
 SINGLE_POST_HEADER = re.compile(r"^(?P<channel>[A-Za-z0-9_]{3,64}) Telegram (?P<id>\d+)$")
-PERMALINK_LINE = re.compile(
-    r"^(?:https?://)?(?:www\.)?(?:tgoop\.com|t\.me)/(?P<channel>[A-Za-z0-9_]{3,64})/(?P<id>\d+)$"
-)
 AVATAR_HEADER = re.compile(r"^(?P<title>.{1,64}) avatar$")
 SUBSCRIBERS = re.compile(r"^[\d.,]+[KkMm]? subscribers$")
 BRACKET_LINKS = re.compile(r"^(?:\[[^\]\n]{1,40}\]\s*){1,4}$")
@@ -188,7 +186,7 @@ def _segment(lines: list[str]) -> tuple[list[_Block], int]:
             continue
         if PINNED.match(stripped):
             continue
-        if is_junk_line(stripped) or BY_LINE.match(stripped) or PERMALINK_LINE.match(stripped):
+        if is_junk_line(stripped) or BY_LINE.match(stripped) or parse_post_link(stripped):
             continue
         blocks[-1].lines.append(line)
     return blocks, deleted
@@ -212,7 +210,7 @@ class PageDump:
             for line in lines
             if DATE_TIME.match(line)
             or is_reactions(line)
-            or PERMALINK_LINE.match(line)
+            or parse_post_link(line)
             or line == MEDIA_PLACEHOLDER
             or AVATAR_HEADER.match(line)
             or SUBSCRIBERS.match(line)
@@ -262,9 +260,9 @@ class PageDump:
         channel = header.group("channel").lower()
         title = None
         for line in text.split("\n"):
-            link = PERMALINK_LINE.match(line.strip())
-            if link and int(link.group("id")) == message_id:
-                channel = link.group("channel")
+            link = parse_post_link(line)
+            if link and link.message_id == message_id:
+                channel = link.channel
             by = BY_LINE.match(line.strip())
             if by:
                 title = by.group("title")

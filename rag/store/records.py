@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.tme import post_url
+
 
 def normalize_text(text: str) -> str:
     """Normalization used for content hashes: NFC, collapsed whitespace, case-folded."""
@@ -50,7 +52,7 @@ class PostRecord:
     def permalink(self) -> str | None:
         if self.message_id is None or not self.channel or self.channel.startswith("_"):
             return None
-        return f"https://t.me/{self.channel}/{self.message_id}"
+        return post_url(self.channel, self.message_id)
 
     # (text, its hash): ingest asks for the hash three times per post (dedupe, key, upsert), and
     # normalizing the text is the single largest cost of a first ingest (measured 16% of it).

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import String, insert, select, update
 from sqlalchemy.orm import Session
 
-from core.tme import is_internal_key, title_key
+from core.tme import channel_url, is_internal_key, post_url, title_key
 from rag.store.dedupe import is_near_duplicate, shingles
 from rag.store.models import Channel, Paper, Post, PostPaper, utcnow
 from rag.store.records import IngestSummary, PaperRecord, PostRecord, SourceBatch
@@ -50,7 +50,7 @@ def resolve_channel(s: Session, username: str | None, title: str | None) -> Chan
                 s.execute(
                     update(Post)
                     .where(Post.channel_id == channel.id, Post.message_id.is_not(None))
-                    .values(permalink=f"https://t.me/{username}/" + Post.message_id.cast(String))
+                    .values(permalink=channel_url(username) + "/" + Post.message_id.cast(String))
                 )
         if channel is None:
             channel = Channel(username=username, title=title)
@@ -82,7 +82,7 @@ def _naive_utc(value: datetime | None) -> datetime | None:
 def _post_values(record: PostRecord, channel: Channel, source_id: int | None) -> dict:
     permalink = None
     if record.message_id is not None and not is_internal_key(channel.username):
-        permalink = f"https://t.me/{channel.username}/{record.message_id}"
+        permalink = post_url(channel.username, record.message_id)
     return {
         "channel_id": channel.id,
         "dedupe_key": record.key,
