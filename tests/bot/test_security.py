@@ -230,3 +230,18 @@ async def test_no_admin_command_reaches_a_non_admin(fakes, fake_rag, store):
         channels = LiveChannels(emu.services.settings.data_dir, [])
     assert len(texts) == len(commands) and all("only the bot's admins" in t for t in texts)
     assert fake_rag.syncs == 0 and store.stats() == before and channels.watched() == []
+
+
+async def test_no_admin_command_reaches_a_non_admin_in_a_group(fakes, fake_rag, store):
+    """The same gate in a group chat, where anyone can type the commands the admins use."""
+    before = store.stats()
+    commands = sorted(_admin_commands())
+    group = -100777
+    async with running_bot(fakes) as emu:
+        for command in commands:
+            emu.message(f"/{command} @quant_chan", user_id=ATTACKER, chat_id=group, chat_type="supergroup")
+        await settle(emu)
+        texts = [c.params["text"] for c in emu.sent("sendMessage", group)]
+        channels = LiveChannels(emu.services.settings.data_dir, [])
+    assert all("only the bot's admins" in t for t in texts)  # refused, if answered at all
+    assert fake_rag.syncs == 0 and store.stats() == before and channels.watched() == []
