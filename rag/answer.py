@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.text import CITATION
+from core.text import CITATION, citation_numbers
 from rag.sentences import SentenceScorer, starts_with_reference
 from rag.text import detect_language, expand_terms, split_sentences, tokenize
 from rag.types import Answer, Citation, Hit
@@ -26,12 +26,18 @@ TEXTS = {
         "quotes": "Цитаты из корпуса (ответ без LLM):",
         "abstain": "В корпусе нет ответа на этот вопрос. Ближайшие посты:",
         "notice_down": "LLM недоступна, показываю цитаты",
+        "notice_flagged": "ссылок, не подтвердившихся по источникам: {count} (исправлены или удалены)",
+        "notice_attributed": "ссылки на источники к {count} предложениям добавила проверка цитат, не модель",
+        "notice_unverified": "ни одно предложение ответа не подтверждается источниками: проверьте сами",
         "answer_in": "Отвечай по-русски.",
     },
     "en": {
         "quotes": "Quotes from the corpus (no LLM answer):",
         "abstain": "The corpus does not cover this question. Nearest posts:",
         "notice_down": "LLM unreachable, showing quotes",
+        "notice_flagged": "{count} citation(s) did not check out and were corrected or removed",
+        "notice_attributed": "the citation check, not the model, matched {count} sentence(s) to their sources",
+        "notice_unverified": "no sentence of this answer is backed by a source: treat it as unverified",
         "answer_in": "Answer in English.",
     },
 }
@@ -230,27 +236,59 @@ def _best_quote(text: str, terms: set[str], limit: int = 300, count: int = 1) ->
     )
 
 
-def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], list[dict]]:
+# An uncited sentence is matched to a source only when it says something checkable: at least this
+# many content words ("The answer is:" or "Sure!" never gets a source) ...
+MIN_ATTRIBUTION_TERMS = 3
+# ... and every number it states appears in that source: lexical overlap alone attributed "The model
+# needs 1000 GB of memory" (a SmolLM2-135M invention) to a post about memory at support 0.5.
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+@dataclass
+class CheckedText:
+    """The answer after the citation check: its text with verified markers, the cited sources,
+    the model's markers that did not check out, and how many uncited sentences got a source."""
+
+    text: str
+    citations: list[Citation]
+    flagged: list[dict[str, int | str]]
+    attributed: int = 0
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", ".") for n in _NUMBER.findall(text)}
+
+
+def check_citations(answer: str, hits: list[Hit]) -> CheckedText:
     """Verify every [n] in the answer: it must name a given source, and that source must share
     enough terms with the sentence citing it. A wrong number is moved to the source that does
-    support the sentence when one does; otherwise it is dropped. Returns (text, citations, flagged).
+    support the sentence when one does; otherwise it is dropped. A sentence the model left uncited
+    (small models rarely write markers: SmolLM2-135M never did) gets the source that passes the same
+    test, when it states something checkable whose numbers that source contains. A sentence the
+    model repeats word for word (small models loop) is kept once.
     """
     sources = [_Source(_terms(h.text), split_sentences(h.text)) for h in hits]
-    flagged: list[dict] = []
+    source_numbers = [_numbers(h.text) for h in hits]
+    flagged: list[dict[str, int | str]] = []
     used: dict[int, str] = {}  # n -> quote
+    attributed = 0
+    seen: set[str] = set()
     out_sentences = []
     for sentence in re.split(r"(?<=[.!?…])\s+|\n", answer):
         if not sentence.strip():
             out_sentences.append(sentence)
             continue
         plain = re.sub(r"\s+([.!?…,;:])", r"\1", CITATION.sub("", sentence))
+        key = " ".join(plain.casefold().split())
+        if key in seen and len(key.split()) >= MIN_ATTRIBUTION_TERMS:
+            continue
+        seen.add(key)
         terms = _terms(plain)
         scores = [_support(terms, s) for s in sources]
         best = max(range(len(scores)), key=scores.__getitem__) if scores else 0
         kept: list[int] = []
         for match in CITATION.finditer(sentence):
-            for raw in match.group(1).split(","):
-                n = int(raw)
+            for n in citation_numbers(match.group(1)):
                 if not 1 <= n <= len(hits):
                     flagged.append({"n": n, "problem": "no such source", "sentence": plain.strip()})
                     continue
@@ -276,6 +314,15 @@ def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], 
                             "sentence": plain.strip(),
                         }
                     )
+        if (
+            not CITATION.search(sentence)
+            and scores
+            and scores[best] >= SUPPORT_OVERLAP
+            and len(tokenize(plain)) >= MIN_ATTRIBUTION_TERMS
+            and _numbers(plain) <= source_numbers[best]
+        ):
+            kept.append(best + 1)
+            attributed += 1
         kept = list(dict.fromkeys(kept))
         for n in kept:
             used.setdefault(n, _best_quote(hits[n - 1].text, terms))
@@ -286,7 +333,7 @@ def check_citations(answer: str, hits: list[Hit]) -> tuple[str, list[Citation], 
         out_sentences.append(text)
     cleaned = re.sub(r"[ \t]+", " ", " ".join(s for s in out_sentences if s is not None)).strip()
     citations = [_citation(n, hits[n - 1], quote) for n, quote in sorted(used.items())]
-    return cleaned, citations, flagged
+    return CheckedText(cleaned, citations, flagged, attributed)
 
 
 def _citation(n: int, hit: Hit, quote: str) -> Citation:
@@ -390,11 +437,19 @@ def abstain(question: str, hits: list[Hit], *, mode: str, notice: str | None = N
 
 
 def llm_answer(question: str, text: str, hits: list[Hit]) -> Answer:
-    """Turn the model's text into an Answer: abstention marker, citation check."""
+    """Turn the model's text into an Answer: abstention marker, citation check, and a notice
+    whenever the reader should know how far the sources back the text."""
     if NOT_IN_CORPUS in text.strip()[: len(NOT_IN_CORPUS) + 10]:
         return abstain(question, hits, mode="llm")
-    cleaned, citations, flagged = check_citations(text, hits)
-    answer = Answer(cleaned, "llm", False, citations, flagged=flagged)
-    if flagged:
-        answer.notice = f"{len(flagged)} citation(s) did not check out and were corrected or removed"
+    checked = check_citations(text, hits)
+    texts = TEXTS[language_of(question)]
+    notices = []
+    if checked.flagged:
+        notices.append(texts["notice_flagged"].format(count=len(checked.flagged)))
+    if not checked.citations:
+        notices.append(texts["notice_unverified"])
+    elif checked.attributed:
+        notices.append(texts["notice_attributed"].format(count=checked.attributed))
+    answer = Answer(checked.text, "llm", False, checked.citations, flagged=checked.flagged)
+    answer.notice = "; ".join(notices) or None
     return answer

@@ -99,4 +99,5 @@ class Answer:
             "mode": self.mode,
             "abstained": self.abstained,
             "citations": [c.to_json() for c in self.citations],
+            "notice": self.notice,
         }

@@ -59,8 +59,11 @@ async def test_llm_answer_streams_with_throttled_edits(real):
 
 
 async def test_long_llm_answer_is_split_at_paragraphs(real):
-    paragraph = SENTENCE * 5
-    answer = "\n\n".join(f"{i}. {paragraph.strip()}" for i in range(30))  # ~9,000 characters
+    # distinct sentences: the citation check keeps a sentence the model repeats word for word once
+    paragraphs = (
+        " ".join(f"{SENTENCE.strip()[:-5]} (шаг {5 * i + j}) [1]." for j in range(5)) for i in range(30)
+    )
+    answer = "\n\n".join(f"{i}. {paragraph}" for i, paragraph in enumerate(paragraphs))  # ~9,000 characters
     async with model_answering(real, answer, chunk=400, delay_s=0.0), running_bot(real, drafts=True) as emu:
         emu.message("Расскажи подробно про SageAttention и INT8", user_id=302, lang="ru")
         await emu.wait_for(lambda: (f := finals(emu, 302)) and "reply_markup" in f[-1], timeout=30)

@@ -78,12 +78,15 @@ def test_ask_answers_through_the_served_4bit_smollm2(gptq_smollm2, tmp_path, cap
     assert answer["mode"] == "llm" and not answer["abstained"], answer
     assert not answer["answer"].startswith("Quotes from the corpus"), answer  # not the quote fallback
     assert health["weights"] == "gptq-4bit" and health["completed"] >= 1, health
-    # Every [n] left after the citation check names a source listed with its quote. What the issue
-    # asks beyond this, an answer that does cite, SmolLM2-135M does not give on this corpus: at full
-    # precision and at 4 bits it continues the Russian sources in broken Russian without any [n]
-    # (measured 2026-12-02 on two English questions), so requiring citations here would fail on
-    # the model, not on our stack.
+    # Every [n] left after the citation check names a source listed with its quote, and an answer
+    # with none says so. An answer that does cite, what the issue asks beyond this, SmolLM2-135M
+    # does not give on this corpus: at full precision and at 4 bits it writes no [n] and, given
+    # the Russian sources, continues them in broken Russian (measured 2026-12-02 on five English
+    # questions at 700-6,000-token prompts, with and without a worked example), so the citation
+    # check has nothing it can match either; requiring a citation would fail on the model.
     cited = {n for m in CITATION.finditer(answer["answer"]) for n in citation_numbers(m.group(1))}
     assert cited == {c["n"] for c in answer["citations"]}, answer
     assert all(c["quote"].strip() and c["source"] for c in answer["citations"]), answer
+    if not answer["citations"]:
+        assert "treat it as unverified" in answer["notice"], answer
     assert len(answer["answer"].split()) >= 3, answer  # generated text, not an empty completion

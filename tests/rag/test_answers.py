@@ -119,6 +119,33 @@ def test_citation_of_the_wrong_source_is_moved_or_dropped(rag_llm, llm):
     assert [c.url for c in answer.citations] == [SAGE]
 
 
+def test_uncited_sentences_get_the_source_that_backs_them_and_the_reader_is_told(rag_llm, llm):
+    # small models (SmolLM2-135M) answer without any [n]; the check matches what it can verify
+    llm.replies = [
+        {
+            "text": "SageAttention быстрее FlashAttention2 примерно в 2.1 раза на RTX4090. "
+            "SageAttention быстрее FlashAttention2 примерно в 2.1 раза на RTX4090. Вот ответ."
+        }
+    ]
+    answer = rag_llm.ask("Насколько SageAttention быстрее FlashAttention2?")
+    assert (
+        answer.answer
+        == "SageAttention быстрее FlashAttention2 примерно в 2.1 раза на RTX4090 [1]. Вот ответ."
+    )
+    assert [c.url for c in answer.citations] == [SAGE] and answer.flagged == []
+    assert "проверка цитат, не модель" in answer.notice
+
+
+def test_an_invented_number_gets_no_source_and_an_unbacked_answer_is_marked_unverified(rag_llm, llm):
+    llm.replies = [{"text": "SageAttention быстрее FlashAttention2 примерно в 40 раз на RTX4090."}]
+    answer = rag_llm.ask("Насколько SageAttention быстрее FlashAttention2?")
+    assert answer.mode == "llm" and answer.citations == [] and "[" not in answer.answer
+    assert "не подтверждается источниками" in answer.notice
+    llm.replies = [{"text": "The moon is made of green cheese and orbits Jupiter."}]
+    answer = rag_llm.ask("How much faster is SageAttention than FlashAttention2?")
+    assert answer.citations == [] and "treat it as unverified" in answer.notice
+
+
 @pytest.mark.parametrize(
     "reply", [{"status": 500}, {"garbage": True}, {"sleep": 2.5, "text": "late [1]"}, {"text": "   "}]
 )

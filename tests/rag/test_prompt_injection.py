@@ -100,9 +100,9 @@ def test_citation_check_still_maps_numbers_after_escaping():
         _hit(2, "ExLlamaV3 использует QTIP для квантизации."),
     ]
     build_messages("Что быстрее?", hits)  # escaping happens on a copy; hits keep their text
-    text, citations, flagged = check_citations(
+    checked = check_citations(
         "SageAttention быстрее FlashAttention2 в 2.1 раза [2]. ExLlamaV3 основан на QTIP [2].", hits
     )
-    assert flagged and flagged[0]["n"] == 2  # the wrong number on the first sentence is caught ...
-    assert [c.n for c in citations] == [1, 2]  # ... and moved to the source that supports it
-    assert "раза [1]" in text and "QTIP [2]" in text
+    assert checked.flagged and checked.flagged[0]["n"] == 2  # the wrong number is caught ...
+    assert [c.n for c in checked.citations] == [1, 2]  # ... and moved to the source that supports it
+    assert "раза [1]" in checked.text and "QTIP [2]" in checked.text
