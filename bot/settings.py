@@ -7,6 +7,7 @@ are documented in the README and in `docker/.env.example`; keep the three in ste
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated
 
@@ -124,6 +125,26 @@ class Settings(BaseSettings):
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("RESEARCH_BOT_WEBHOOK_LISTEN: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _check_llm_url(cls, value: str | None) -> str | None:
+        # Checked here, not at the first question: a bad port otherwise surfaced as a traceback
+        # from the HTTP client. The value is not echoed (it may carry user:password@ or ?api-key=).
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+        except ValueError as exc:
+            raise ValueError(
+                f"RESEARCH_BOT_LLM_BASE_URL: {exc}; expected e.g. http://127.0.0.1:8000/v1"
+            ) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "RESEARCH_BOT_LLM_BASE_URL: expected an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1"
+            )
         return value
 
     @field_validator("webhook_secret")

@@ -125,6 +125,16 @@ def test_llm_notice_and_logs_show_no_llm_credentials(real, capfd, caplog, monkey
             assert secret not in output
 
 
+@pytest.mark.parametrize(
+    "url", ["http://bot:Llm-Pw-9@127.0.0.1:abc/v1", "http://127.0.0.1:99999/v1", "127.0.0.1:8000/v1"]
+)
+def test_a_malformed_llm_url_is_one_line_naming_the_setting(url, tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("RESEARCH_BOT_LLM_BASE_URL", url)
+    code, out, err = run(["ask", "Что такое GPTQ?", "--data-dir", str(tmp_path)], capfd)
+    assert code != 0 and out == ""
+    assert "RESEARCH_BOT_LLM_BASE_URL" in assert_one_clean_line(err, "Llm-Pw-9")
+
+
 # --- finding 9: a bad token or an unreachable Bot API --------------------------------------------
 @pytest.mark.parametrize(
     ("token", "api", "expect"),
