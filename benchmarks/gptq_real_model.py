@@ -113,17 +113,20 @@ def samples(model, tokenizer, max_new: int) -> list[str]:
     return out
 
 
-def gptqmodel_folder(model_dir: Path, calib: torch.Tensor, bits: int, group: int, cache: Path) -> Path:
+def gptqmodel_folder(
+    model_dir: Path, calib: torch.Tensor, bits: int, group: int, cache: Path, sym: bool = True
+) -> Path:
     """GPTQModel's checkpoint for these windows (its defaults otherwise), cached by recipe."""
     recipe = hashlib.sha256(
         f"{model_dir.resolve()}|{bits}|{group}|".encode() + calib.numpy().tobytes()
     ).hexdigest()[:16]
-    out = cache / f"{model_dir.name}-{bits}b-g{group}-{recipe}"
+    out = cache / f"{model_dir.name}-{bits}b-g{group}{'' if sym else '-asym'}-{recipe}"
     if (out / "config.json").is_file():
         return out
     from gptqmodel import GPTQModel, QuantizeConfig
 
-    model = GPTQModel.load(str(model_dir), QuantizeConfig(bits=bits, group_size=group), device="cpu")
+    config = QuantizeConfig(bits=bits, group_size=group, sym=sym)
+    model = GPTQModel.load(str(model_dir), config, device="cpu")
     model.quantize(
         [{"input_ids": row.tolist(), "attention_mask": [1] * row.numel()} for row in calib], batch_size=4
     )
@@ -211,10 +214,11 @@ def main() -> None:
         note = "" if group_size == int(group) else f" (g{group} does not divide {widths}: g{group_size})"
         t0 = time.perf_counter()
         if method == "gptqmodel":
+            sym = parse_tweaks(tweaks).get("sym", True)  # the one option passed on: sym=0 -> asym
             model = load_dequantized(
-                fp, gptqmodel_folder(args.model, calib, int(bits), group_size, args.cache)
+                fp, gptqmodel_folder(args.model, calib, int(bits), group_size, args.cache, sym)
             )
-            label = "GPTQModel"
+            label = "GPTQModel" + ("" if sym else " [sym=0]")
         else:
             model = copy.deepcopy(fp)
             opts = dataclasses.replace(ours, bits=int(bits), group_size=group_size, **parse_tweaks(tweaks))

