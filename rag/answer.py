@@ -27,7 +27,7 @@ TEXTS = {
         "abstain": "В корпусе нет ответа на этот вопрос. Ближайшие посты:",
         "notice_down": "LLM недоступна, показываю цитаты",
         "notice_flagged": "ссылок, не подтвердившихся по источникам: {count} (исправлены или удалены)",
-        "notice_attributed": "ссылки на источники к {count} предложениям добавила проверка цитат, не модель",
+        "notice_attributed": "модель не указала источники; проверка цитат сопоставила с ними предложений: {count}",
         "notice_unverified": "ни одно предложение ответа не подтверждается источниками: проверьте сами",
         "answer_in": "Отвечай по-русски.",
     },
@@ -36,7 +36,7 @@ TEXTS = {
         "abstain": "The corpus does not cover this question. Nearest posts:",
         "notice_down": "LLM unreachable, showing quotes",
         "notice_flagged": "{count} citation(s) did not check out and were corrected or removed",
-        "notice_attributed": "the citation check, not the model, matched {count} sentence(s) to their sources",
+        "notice_attributed": "the model cited no sources; the citation check matched {count} sentence(s) to theirs",
         "notice_unverified": "no sentence of this answer is backed by a source: treat it as unverified",
         "answer_in": "Answer in English.",
     },
@@ -448,7 +448,7 @@ def llm_answer(question: str, text: str, hits: list[Hit]) -> Answer:
         notices.append(texts["notice_flagged"].format(count=len(checked.flagged)))
     if not checked.citations:
         notices.append(texts["notice_unverified"])
-    elif checked.attributed:
+    elif not CITATION.search(text):  # every marker came from the check: say so (not when it only filled gaps)
         notices.append(texts["notice_attributed"].format(count=checked.attributed))
     answer = Answer(checked.text, "llm", False, checked.citations, flagged=checked.flagged)
     answer.notice = "; ".join(notices) or None
