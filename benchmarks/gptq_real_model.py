@@ -13,12 +13,12 @@ available offline, no overlap with the held-out text), `corpus` (the bundled Rus
 (the CLI's default: both, equal characters) or a text file. Group sizes that do not
 divide a layer's width are fitted as `research-bot quantize` does (SmolLM2: 576 wide, g128 -> g96)
 for ours and RTN; GPTQModel gets the same fitted size so the columns compare like with like.
-GPTQModel runs with its own defaults (damp 0.05, act_group_aware) and is cached by recipe under
---cache (a 4-bit run of SmolLM2 takes ~10-25 min on 2 busy cores).
+GPTQModel runs with its own defaults (damp 0.05, act_group_aware) on our grid (sym or asym, as
+ours) and is cached by recipe under --cache (a 4-bit run of SmolLM2 takes ~10-25 min on 2 busy cores).
 
     GPTQMODEL_CPU_WORKERS=2 python benchmarks/gptq_real_model.py --model DIR \\
         [--configs rtn:4:64 gptq:4:64 gptqmodel:4:64 gptq:4:64:damp=0.01,ga=0,clip=0 ...] [--calib english|corpus|mixed|FILE]
-        [--windows 32] [--seq-len 256] [--damp D] [--act-order] [--no-group-aware] [--asym] [--no-clip]
+        [--windows 32] [--seq-len 256] [--damp D] [--act-order] [--no-group-aware] [--sym|--asym] [--no-clip]
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def main() -> None:
         "--no-group-aware", dest="group_aware", action="store_false", default=defaults.group_aware
     )
     ap.add_argument("--no-clip", dest="clip_search", action="store_false", default=defaults.clip_search)
-    ap.add_argument("--asym", action="store_true", default=not defaults.sym)
+    ap.add_argument("--sym", dest="sym", action="store_true", default=defaults.sym)
+    ap.add_argument("--asym", dest="sym", action="store_false")
     ap.add_argument(
         "--configs", nargs="+", default=ALL_CONFIGS, help="method:bits:group, method rtn|gptq|gptqmodel"
     )
@@ -192,7 +193,7 @@ def main() -> None:
         act_order=args.act_order,
         group_aware=args.group_aware,
         clip_search=args.clip_search,
-        sym=not args.asym,
+        sym=args.sym,
     )
     have_gptqmodel = importlib.util.find_spec("gptqmodel") is not None
     print(
@@ -200,7 +201,7 @@ def main() -> None:
         f"{calib.shape[0]} x {calib.shape[1]} tokens of {args.calib}; layer widths {widths}\n"
         f"ours: damp {ours.damp_percent}, act-order {ours.act_order}, group-aware {ours.group_aware}, "
         f"clip search {ours.clip_search}, {'sym' if ours.sym else 'asym'}; GPTQModel: "
-        f"{'its defaults (damp 0.05, act_group_aware)' if have_gptqmodel else 'not importable, rows skipped'}\n"
+        f"{'its defaults (damp 0.05, act_group_aware), our grid' if have_gptqmodel else 'not importable, rows skipped'}\n"
     )
     print("| checkpoint | ppl | KL(fp‖q) | top-1 | seconds |")
     print("|---|---|---|---|---|")
@@ -214,16 +215,24 @@ def main() -> None:
         note = "" if group_size == int(group) else f" (g{group} does not divide {widths}: g{group_size})"
         t0 = time.perf_counter()
         if method == "gptqmodel":
-            sym = parse_tweaks(tweaks).get("sym", True)  # the one option passed on: sym=0 -> asym
-            model = load_dequantized(
-                fp, gptqmodel_folder(args.model, calib, int(bits), group_size, args.cache, sym)
-            )
-            label = "GPTQModel" + ("" if sym else " [sym=0]")
+            # the grid is the one option passed on (like with like); the rest are GPTQModel's defaults
+            sym = parse_tweaks(tweaks).get("sym", ours.sym)
+            label = "GPTQModel" + (" sym" if sym else " asym")
+            try:
+                folder = gptqmodel_folder(args.model, calib, int(bits), group_size, args.cache, sym)
+            except ValueError as exc:  # 7.7 packs only power-of-two groups: g96 is refused
+                print(
+                    f"| {label} {bits}-bit g{group_size}{note} | not run: {str(exc)[:160]} | | | |",
+                    flush=True,
+                )
+                continue
+            model = load_dequantized(fp, folder)
         else:
             model = copy.deepcopy(fp)
             opts = dataclasses.replace(ours, bits=int(bits), group_size=group_size, **parse_tweaks(tweaks))
             quantize_model_(model, calib, opts, method=method)
-            label = ("our GPTQ" if method == "gptq" else "RTN") + (f" [{tweaks[0]}]" if tweaks else "")
+            label = ("our GPTQ" if method == "gptq" else "RTN") + (" sym" if opts.sym else " asym")
+            label += f" [{tweaks[0]}]" if tweaks else ""
         seconds = time.perf_counter() - t0
         c = closeness(fp, model, eval_ids, seq_len=256, batch_size=2)
         if not rows:

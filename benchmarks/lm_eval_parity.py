@@ -215,21 +215,26 @@ def main() -> None:
 
     n = len(ref["lls"])
     print(f"\nlm-eval {_version()} on general_ml_mc ({n} questions, 4 choices), model {model}")
-    print(f"{'run':<40} {'acc':>6} {'acc_norm':>9} {'max |dLL|':>10} {'mean |dLL|':>11} {'s':>6}")
+    print(f"{'run':<40} {'acc':>6} {'acc_norm':>9} {'max |dLL|':>10} {'mean |dLL|':>11} {'same':>6} {'s':>6}")
     for name, run, secs in rows:
         if run is ref:
-            dmax = dmean = "-"
+            dmax = dmean = same = "-"
         else:
             hi, mean, _ = differences(run, ref)
             dmax, dmean = f"{hi:.2e}", f"{mean:.2e}"
-        print(f"{name:<40} {run['acc']:>6.3f} {run['acc_norm']:>9.3f} {dmax:>10} {dmean:>11} {secs:>6.0f}")
-    agree = sum(
-        max(range(len(lls)), key=lls.__getitem__)
-        == max(range(len(lls)), key=rows[1][1]["lls"][d].__getitem__)
-        for d, lls in ref["lls"].items()
-    )
-    print(f"questions where server and transformers pick the same choice: {agree}/{n}")
-    print("dLL: per-choice loglikelihood minus transformers' (4 per question)")
+            same = f"{_same_choices(run, ref)}/{n}"
+        print(
+            f"{name:<40} {run['acc']:>6.3f} {run['acc_norm']:>9.3f} {dmax:>10} {dmean:>11} {same:>6} {secs:>6.0f}"
+        )
+    print("dLL: per-choice loglikelihood minus transformers' (4 per question); same: questions where the")
+    print("run picks the same choice (highest loglikelihood) as transformers")
+
+
+def _same_choices(run: dict, ref: dict) -> int:
+    def pick(lls: list[float]) -> int:
+        return max(range(len(lls)), key=lls.__getitem__)
+
+    return sum(pick(lls) == pick(run["lls"][d]) for d, lls in ref["lls"].items())
 
 
 def _version() -> str:

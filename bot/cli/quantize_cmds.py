@@ -48,7 +48,11 @@ def quantize(
         bool, typer.Option("--clip/--no-clip", help="Search each group's range for the least error")
     ] = DEFAULTS.clip_search,
     sym: Annotated[
-        bool, typer.Option("--sym/--asym", help="Symmetric (zero at mid-range) or asymmetric grid")
+        bool,
+        typer.Option(
+            "--sym/--asym",
+            help="Symmetric grid (what vLLM's Marlin kernels need) or asymmetric (default: lower error)",
+        ),
     ] = DEFAULTS.sym,
     calib_samples: Annotated[int, typer.Option("--calib-samples", help="Calibration windows")] = 128,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per calibration window")] = 512,
