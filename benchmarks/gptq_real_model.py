@@ -221,6 +221,8 @@ def main() -> None:
             try:
                 folder = gptqmodel_folder(args.model, calib, int(bits), group_size, args.cache, sym)
             except ValueError as exc:  # 7.7 packs only power-of-two groups: g96 is refused
+                if "group_size" not in str(exc):
+                    raise
                 print(
                     f"| {label} {bits}-bit g{group_size}{note} | not run: {str(exc)[:160]} | | | |",
                     flush=True,

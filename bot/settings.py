@@ -131,20 +131,22 @@ class Settings(BaseSettings):
     @classmethod
     def _check_llm_url(cls, value: str | None) -> str | None:
         # Checked here, not at the first question: a bad port otherwise surfaced as a traceback
-        # from the HTTP client. The value is not echoed (it may carry user:password@ or ?api-key=).
+        # from the HTTP client. Fixed wording only: the value (and the parser's message, which can
+        # quote part of an unencoded password) may carry user:password@ or ?api-key=.
+        value = (value or "").strip()
         if not value:
             return None
+        example = "expected e.g. http://127.0.0.1:8000/v1"
         try:
             parts = urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
-        except ValueError as exc:
+        except ValueError:
             raise ValueError(
-                f"RESEARCH_BOT_LLM_BASE_URL: {exc}; expected e.g. http://127.0.0.1:8000/v1"
+                f"RESEARCH_BOT_LLM_BASE_URL: the port is not a number in 0-65535 (percent-encode / ? # @ "
+                f"in a password); {example}"
             ) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                "RESEARCH_BOT_LLM_BASE_URL: expected an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1"
-            )
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"RESEARCH_BOT_LLM_BASE_URL: an http(s) URL with a host; {example}")
         return value
 
     @field_validator("webhook_secret")

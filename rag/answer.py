@@ -26,9 +26,9 @@ TEXTS = {
         "quotes": "Цитаты из корпуса (ответ без LLM):",
         "abstain": "В корпусе нет ответа на этот вопрос. Ближайшие посты:",
         "notice_down": "LLM недоступна, показываю цитаты",
-        "notice_flagged": "ссылок, не подтвердившихся по источникам: {count} (исправлены или удалены)",
-        "notice_attributed": "модель не указала источники; проверка цитат сопоставила с ними предложений: {count}",
-        "notice_unverified": "ни одно предложение ответа не подтверждается источниками: проверьте сами",
+        "notice_flagged": "Ссылок, не подтвердившихся по источникам: {count} (исправлены или удалены)",
+        "notice_attributed": "Модель не указала источники; проверка цитат сопоставила с ними предложений: {count}",
+        "notice_unverified": "Ни одно предложение ответа не подтверждается источниками: проверьте сами",
         "answer_in": "Отвечай по-русски.",
     },
     "en": {
@@ -36,8 +36,8 @@ TEXTS = {
         "abstain": "The corpus does not cover this question. Nearest posts:",
         "notice_down": "LLM unreachable, showing quotes",
         "notice_flagged": "{count} citation(s) did not check out and were corrected or removed",
-        "notice_attributed": "the model cited no sources; the citation check matched {count} sentence(s) to theirs",
-        "notice_unverified": "no sentence of this answer is backed by a source: treat it as unverified",
+        "notice_attributed": "The model cited no sources; the citation check matched {count} sentence(s) to sources",
+        "notice_unverified": "No sentence of this answer is backed by a source: treat it as unverified",
         "answer_in": "Answer in English.",
     },
 }
@@ -236,12 +236,30 @@ def _best_quote(text: str, terms: set[str], limit: int = 300, count: int = 1) ->
     )
 
 
-# An uncited sentence is matched to a source only when it says something checkable: at least this
-# many content words ("The answer is:" or "Sure!" never gets a source) ...
+# An uncited sentence is matched to a source only on firmer evidence than a marker needs to stay:
+# at least this many content words ("The answer is:" or "Sure!" never gets a source), ...
 MIN_ATTRIBUTION_TERMS = 3
+# ... half of its terms in the source (a marker the model wrote stays at SUPPORT_OVERLAP; an added
+# one reads as "this source says so", and a generic sentence shares a quarter of its words with
+# many posts) ...
+ATTRIBUTION_OVERLAP = 0.5
 # ... and every number it states appears in that source: lexical overlap alone attributed "The model
-# needs 1000 GB of memory" (a SmolLM2-135M invention) to a post about memory at support 0.5.
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# needs 1000 GB of memory" (a SmolLM2-135M invention) to a post about memory at support 0.5. Digits
+# glued to letters are names, not amounts ("8B", "RTX4090", "GPT-4o"); "2.1x" is an amount.
+_NUMBER = re.compile(r"(?<![^\W\d_])(?<![\d.,])\d+(?:[.,]\d+)*(?![^\W\d_xх]|[.,]\d)")
+_SOURCE_REFERENCE = re.compile(r"\b(?:source|sources|источник\w*)\s+\d+", re.IGNORECASE)
+
+
+def _numbers(text: str) -> set[str]:
+    """The amounts a text states, by value: "1,000", "1000" and "1000.0" are one; "2,1" (Russian
+    decimal comma) is 2.1; "source 2" is a reference, not an amount; "1.2.3" stays as written."""
+    values = set()
+    for raw in _NUMBER.findall(_SOURCE_REFERENCE.sub(" ", text)):
+        if re.fullmatch(r"\d{1,3}(?:,\d{3})+", raw):  # thousands separators
+            raw = raw.replace(",", "")
+        raw = raw.replace(",", ".")
+        values.add(repr(float(raw)) if raw.count(".") <= 1 else raw)
+    return values
 
 
 @dataclass
@@ -255,10 +273,6 @@ class CheckedText:
     attributed: int = 0
 
 
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", ".") for n in _NUMBER.findall(text)}
-
-
 def check_citations(answer: str, hits: list[Hit]) -> CheckedText:
     """Verify every [n] in the answer: it must name a given source, and that source must share
     enough terms with the sentence citing it. A wrong number is moved to the source that does
@@ -268,7 +282,7 @@ def check_citations(answer: str, hits: list[Hit]) -> CheckedText:
     model repeats word for word (small models loop) is kept once.
     """
     sources = [_Source(_terms(h.text), split_sentences(h.text)) for h in hits]
-    source_numbers = [_numbers(h.text) for h in hits]
+    source_numbers = [_numbers(f"{h.text} {h.title or ''}") for h in hits]
     flagged: list[dict[str, int | str]] = []
     used: dict[int, str] = {}  # n -> quote
     attributed = 0
@@ -315,9 +329,9 @@ def check_citations(answer: str, hits: list[Hit]) -> CheckedText:
                         }
                     )
         if (
-            not CITATION.search(sentence)
+            not kept  # uncited, or every marker named no source (a wrong [7] must not block the right one)
             and scores
-            and scores[best] >= SUPPORT_OVERLAP
+            and scores[best] >= ATTRIBUTION_OVERLAP
             and len(tokenize(plain)) >= MIN_ATTRIBUTION_TERMS
             and _numbers(plain) <= source_numbers[best]
         ):
@@ -451,5 +465,5 @@ def llm_answer(question: str, text: str, hits: list[Hit]) -> Answer:
     elif not CITATION.search(text):  # every marker came from the check: say so (not when it only filled gaps)
         notices.append(texts["notice_attributed"].format(count=checked.attributed))
     answer = Answer(checked.text, "llm", False, checked.citations, flagged=checked.flagged)
-    answer.notice = "; ".join(notices) or None
+    answer.notice = ". ".join(notices) or None
     return answer

@@ -123,6 +123,14 @@ def quantize(
         f"{out_dir}, calibrated on {summary['calib_samples']} windows of {summary['seq_len']} tokens",
         highlight=False,
     )
+    if not sym:
+        # GPTQModel 7.7's loader refuses sym=False checkpoints in the gptq (v1) format unless it
+        # made them itself; serve-llm and vLLM (its GPTQ kernel, not Marlin) read them
+        console.print(
+            "asymmetric grid: serve-llm and vLLM read it; for GPTQModel or vLLM's Marlin kernels "
+            "quantize with --sym",
+            highlight=False,
+        )
 
 
 def _calibration_texts(choices: list[str], calib_samples: int, data_dir: Path | None) -> list[str]:

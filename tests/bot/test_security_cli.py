@@ -126,7 +126,13 @@ def test_llm_notice_and_logs_show_no_llm_credentials(real, capfd, caplog, monkey
 
 
 @pytest.mark.parametrize(
-    "url", ["http://bot:Llm-Pw-9@127.0.0.1:abc/v1", "http://127.0.0.1:99999/v1", "127.0.0.1:8000/v1"]
+    "url",
+    [
+        "http://bot:Llm-Pw-9@127.0.0.1:abc/v1",
+        "http://bot:Llm-Pw-9/x@127.0.0.1:8000/v1",  # unencoded "/" in the password: parsed as the host
+        "http://127.0.0.1:99999/v1",
+        "127.0.0.1:8000/v1",
+    ],
 )
 def test_a_malformed_llm_url_is_one_line_naming_the_setting(url, tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("RESEARCH_BOT_LLM_BASE_URL", url)

@@ -7,8 +7,9 @@ import socket
 
 import pytest
 
+from rag.answer import check_citations
 from rag.service import RagConfig, RagService
-from rag.types import Answer
+from rag.types import Answer, Hit
 from tests.fakes.openai_endpoint import FakeOpenAI
 from tests.rag.conftest import MINILM, add_posts
 
@@ -133,7 +134,7 @@ def test_uncited_sentences_get_the_source_that_backs_them_and_the_reader_is_told
         == "SageAttention быстрее FlashAttention2 примерно в 2.1 раза на RTX4090 [1]. Вот ответ."
     )
     assert [c.url for c in answer.citations] == [SAGE] and answer.flagged == []
-    assert "модель не указала источники" in answer.notice
+    assert "Модель не указала источники" in answer.notice
     # a model that cites gets its gaps filled without a notice
     llm.replies = [
         {"text": "SageAttention быстрее FlashAttention2 примерно в 2.1 раза [1]. На RTX4090 в 2.1 раза."}
@@ -258,3 +259,34 @@ def test_a_huge_question_does_not_reach_the_prompt_whole(rag_llm, llm):
     assert answer.mode == "llm"
     user = llm.requests[0]["messages"][-1]["content"]
     assert len(user) < 15_000 and "\x00" not in user
+
+
+def _source(n: int, text: str) -> Hit:
+    return Hit(
+        rank=n,
+        score=1.0,
+        text=text,
+        post_id=n,
+        channel="kpd",
+        date=None,
+        url=f"https://t.me/kpd/{n}",
+        title=None,
+    )
+
+
+LLAMA = "Llama-3.1 8B в 4 битах помещается в 24 GB видеопамяти, а квантизация GPTQ занимает час."
+LORA = "LoRA снижает расход памяти при дообучении: обучаются только низкоранговые матрицы адаптера."
+
+
+def test_an_added_source_needs_the_sentences_amounts_and_a_wrong_number_does_not_block_it():
+    hits = [_source(1, LLAMA), _source(2, LORA)]
+    # "8B" in the source names the model, it is not the amount "8 GB"
+    assert check_citations("Llama-3.1 8B в 4 битах требует 8 GB видеопамяти.", hits).citations == []
+    checked = check_citations("Llama-3.1 8B в 4 битах помещается в 24 GB видеопамяти.", hits)
+    assert [c.n for c in checked.citations] == [1] and checked.attributed == 1
+    # a marker naming no source is flagged, and the sentence still gets the source that backs it
+    checked = check_citations("LoRA снижает расход памяти при дообучении [7].", hits)
+    assert checked.flagged[0]["problem"] == "no such source"
+    assert checked.text == "LoRA снижает расход памяти при дообучении [2]."
+    # a generic sentence sharing a few words with a post gets no source
+    assert check_citations("Метод снижает расход ресурсов в разных задачах.", hits).citations == []
