@@ -46,8 +46,8 @@ from inference.gptq.quality import closeness
 from inference.gptq.quantize import (
     QuantOptions,
     calibration_ids,
-    find_decoder_layers,
     fit_group_size,
+    linear_widths,
     quantize_model_,
 )
 
@@ -186,8 +186,7 @@ def main() -> None:
     calib = calibration_ids(
         tokenizer, calibration_texts(args.calib), samples=args.windows, seq_len=args.seq_len
     )
-    _, blocks = find_decoder_layers(fp)
-    widths = sorted({m.in_features for m in blocks.modules() if isinstance(m, torch.nn.Linear)})
+    widths = linear_widths(fp)
     ours = QuantOptions(
         damp_percent=args.damp,
         act_order=args.act_order,

@@ -269,6 +269,12 @@ def fit_group_size(widths: Sequence[int], requested: int) -> int:
     return -1
 
 
+def linear_widths(model: nn.Module) -> list[int]:
+    """The input widths of the linears inside the decoder layers (what a group size must divide)."""
+    _, blocks = find_decoder_layers(model)
+    return sorted({m.in_features for m in blocks.modules() if isinstance(m, nn.Linear)})
+
+
 class _Stop(Exception):
     """Raised by the capture hook to stop the forward pass after the first decoder layer's inputs."""
 
@@ -491,9 +497,7 @@ def quantize_folder(
     ids = calibration_ids(tokenizer, texts, samples=calib_samples, seq_len=seq_len)
     requested_group = opts.group_size
     if fit_groups:
-        _, blocks = find_decoder_layers(model)
-        widths = {m.in_features for m in blocks.modules() if isinstance(m, nn.Linear)}
-        opts = dataclasses.replace(opts, group_size=fit_group_size(sorted(widths), opts.group_size))
+        opts = dataclasses.replace(opts, group_size=fit_group_size(linear_widths(model), opts.group_size))
     layers = quantize_model_(model, ids, opts, method=method, on_layer=on_layer)
     quantized = {f"{name}.{suffix}" for name in layers for suffix in ("weight", "bias")}
     tensors = {
